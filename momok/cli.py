@@ -1,4 +1,6 @@
-"""The one entry point: ``momok <command>``.
+"""momok: regenerate the MoMoK paper (multi-modal KG completion) from raw data.
+
+The one entry point, ``momok <command>``.
 
 Each command lives in the module that does its job; that module exposes
 ``configure_parser(parser)`` (adds its arguments) and ``run(args) -> int``.
@@ -23,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="momok", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="momok", description=__doc__.splitlines()[0].split(': ', 1)[1])
     from momok import __version__
 
     parser.add_argument("--version", action="version", version=f"momok {__version__}")
