@@ -1,0 +1,511 @@
+"""MoMoK, assembled: ReMoKE experts per modality, MuJoD joint modality and Tucker scores, ExID.
+
+See ``docs/ARCHITECTURE.md`` for the interface and ``../shared/paper/METHOD.md`` for the equations.
+Every design choice where the paper and the authors' code differ is an option of :class:`MoMoKOptions`
+(defaults: the paper).
+
+Forward pass for a batch of B queries ``(h, r)`` (r over ``0..2R-1``; ``r + R`` is the inverse of r):
+
+1. Modality inputs ``x^m_e ∈ R^dim`` for every entity: structure = a learned table; image/text = the
+   feature table (optionally L2-normalised and average-pooled) through ``feature_projection``; an entity
+   whose feature mask is False gets the learned placeholder vector of that modality instead.
+2. ReMoKE (``experts.py``): expert outputs ``h^m_{e,k}`` and clean gate logits for all E entities, once per
+   step. Query side: ``e^m_q = Σ_k softmax(logits^m_h / τ_r)_k h^m_{h,k}`` with gate noise while training.
+3. MuJoD (``fusion.py``): the joint query ``e^j_q = Σ_m α_m P_m(e^m_q)``; per-modality relation
+   embeddings ``r^m`` (learned ``[2R, relation_dim]`` tables) and the joint relation embedding
+   ``r^j = Σ_m β_m Q_m(r^m)`` with its own projections ``Q_m`` and attention vector (``β`` softmax as α;
+   uniform when ``adaptive_fusion`` is off).
+4. Tucker (``tucker.py``): query vectors ``q^m = BN(e^m_q W^m_r)`` for m ∈ enabled ∪ {j}, with the core
+   contracted once per distinct relation.
+5. Candidates. Without candidate relation guidance (the authors) every entity is encoded once per step
+   with τ = 1 and scores are ``q^m @ C^m^T``. With guidance (the paper) candidate ``e`` is encoded as
+   ``Σ_k softmax(logits_e / τ_r)_k h_{e,k}`` under the query's relation: queries are grouped by relation
+   and, per distinct relation u, all E candidates are encoded once (``E·K·d`` per modality for the
+   mixtures, plus the joint fusion) and the group is scored with one matmul per modality. Joint fusion of
+   the candidates costs, per distinct relation, ``E·M·K·d`` with an affine ``P_m`` (exact factorisation,
+   see ``fusion.py``) or ``E·M·2·d²`` with the paper's two-layer MLP ``P_m``. Example, MKG-Y (E = 15k,
+   U ≤ 56, d = 256, M = 3, K = 3): MLP fusion ≈ 56·15k·3·2·256² ≈ 3.3e11 multiply-adds per step
+   forward, linear ≈ 56·15k·9·256 ≈ 1.9e9; the 1-N scoring itself is B·E·d·4 ≈ 1.6e10. With
+   ``recompute_candidates`` (default) each relation group's candidate encodings are recomputed in the
+   backward pass instead of stored, so activation memory is the ``[B, E]`` score matrices plus one
+   relation's candidates, not U·E·d·(M+1) floats.
+   Measured (CPU, one thread, shared machine; E = 3000, B = 256, 39 distinct relations, d = d_r = 64,
+   K = 3, default dropouts): one training step (loss + backward) took 0.49 s without guidance, 3.9 s
+   with guidance and MLP fusion (2.9 s without recomputation), 2.8 s with guidance and linear fusion;
+   scoring one batch in eval mode 0.09 s / 0.6–0.9 s / 0.6 s. The per-relation mixtures are
+   element-wise ``E·K·d`` products, slow on a CPU compared to the matrix products of the scoring.
+
+Loss (``loss``): per score m ∈ {s, v, t, j} (enabled ones), softmax cross-entropy of the 1-N scores
+against the answer (batch mean; the batch already holds the inverse queries, so this is the paper's
+tail + head objective), or the authors' BCE; summed over m. Plus ``exid_weight`` times the ExID bound.
+
+ExID and its estimators: q_θ has one CLUB estimator per ordered expert pair (i ≠ j) per modality (the
+authors share one estimator per modality for whichever pair they draw). The model's ``loss`` evaluates
+the bound with the estimators' weights detached, so the model loss never gives q_θ a gradient, whatever
+the trainer's optimiser holds; ``estimator_loss`` is q_θ's negative log-likelihood on detached expert
+outputs, for the second optimiser over ``estimator_parameters()``. The trainer should still exclude
+``estimator_parameters()`` from the main optimiser (their gradients come from ``estimator_loss`` only).
+Random expert pairs and the permutation e' are drawn from the model's own CPU generator (seeded from
+the build generator); its state is saved in the ``state_dict`` (``_extra_state``) for exact resumes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from momok.errors import ConfigError
+from momok.models.base import LinkPredictor, TrainBatch
+from momok.models.club import PairwiseCLUB
+from momok.models.experts import ModalityExperts, RelationTemperature, gates, mix
+from momok.models.fusion import AttentionFusion, projection
+from momok.models.registry import BuildContext, register
+from momok.models.tucker import CORE_DROPOUT_MODES, RelationGroups, TuckerScorer
+
+#: modality name (config, feature tables) -> score key
+MODALITY_KEYS = {"structure": "s", "image": "v", "text": "t"}
+JOINT = "j"
+
+
+@dataclass
+class MoMoKOptions:
+    """The ``model:`` section of a run config for ``name: momok``. Defaults follow the paper; the
+    authors' code corresponds to ``loss: bce``, ``joint_score: mean_sigmoid``,
+    ``candidate_relation_guidance: false``, ``candidate_gate_noise: true``, ``club_pairs: random``,
+    ``club_logvar_term: false``, ``finetune_features: true``, ``normalize_features: true``,
+    ``feature_pool_dim: 256`` (DB15K, KVC16K), ``exid_weight: 0.0001``."""
+
+    #: modalities used, any non-empty subset of structure, image, text (image/text need a feature file)
+    modalities: list[str] = field(default_factory=lambda: ["structure", "image", "text"])
+    #: entity embedding size of every modality and of the joint modality (the paper's d_m; authors: 256)
+    dim: int = 256
+    #: relation embedding size of every modality (d_r; authors: 256)
+    relation_dim: int = 256
+
+    # --- raw image/text features ---
+    #: map from the raw feature vector to ``dim``: "linear" (affine) or "mlp" (Linear-ReLU-Linear)
+    feature_projection: str = "linear"
+    #: true: the raw feature table is a trainable parameter initialised from the features (authors);
+    #: false: a frozen buffer (the paper: frozen pre-trained encoders)
+    finetune_features: bool = False
+    #: L2-normalise each entity's raw feature vector before use (the authors' code does)
+    normalize_features: bool = False
+    #: average-pool raw feature vectors to this width first (1-D adaptive average pooling; the authors
+    #: pool to 256 for DB15K/KVC16K with dataset-specific 2-D shapes); null = no pooling
+    feature_pool_dim: int | None = None
+
+    # --- ReMoKE ---
+    #: number of experts K per modality (paper Figure 4 sweeps it; authors: 3)
+    num_experts: int = 3
+    #: dropout on each expert's input while training (authors: 0)
+    expert_dropout: float = 0.0
+    #: noisy gating: add N(0,1)·softplus(x W_n) to the gate logits while training ("w/o noise" = false)
+    gate_noise: bool = True
+    #: learnable temperature τ_r = sigmoid(θ_r) per relation id ("w/o relational" = false: τ ≡ 1)
+    relation_temperature: bool = True
+    #: encode candidate entities under the query's relation temperature too (paper); false = τ = 1 for
+    #: candidates, every relation sharing one encoding per step (authors)
+    candidate_relation_guidance: bool = True
+    #: apply gate noise to the candidate entities' encodings while training (authors: true); the query
+    #: entity always gets it when gate_noise is on
+    candidate_gate_noise: bool = False
+
+    # --- MuJoD ---
+    #: attention weights α over modalities for the joint modality ("w/o adaptive fusion" = false: uniform)
+    adaptive_fusion: bool = True
+    #: the projections P_m of the joint modality (entity and relation sides): "mlp" (the paper's
+    #: two-layer ReLU MLP) or "linear" (affine; makes relation-guided candidate fusion much cheaper, exact)
+    fusion_projection: str = "mlp"
+    #: train every modality's score (paper); false = "w/o joint training": train and rank by the joint
+    #: modality's score j only
+    joint_training: bool = True
+    #: ranking score "joint": "sum" of the scores of the enabled modalities and j (paper) or
+    #: "mean_sigmoid", the mean of their sigmoids (authors)
+    joint_score: str = "sum"
+    #: "softmax_ce" (paper: cross-entropy over all entities) or "bce" (authors: binary cross-entropy on
+    #: sigmoid scores against the multi-hot labels, smoothed by label_smoothing)
+    loss: str = "softmax_ce"
+    #: BCE label smoothing as in TuckER/the authors: target = (1 - ε)·label + 1/E (bce only)
+    label_smoothing: float = 0.1
+
+    # --- Tucker scorers ---
+    #: dropout on the batch-normalised head embedding (TuckER input_dropout; authors hard-code 0.3)
+    input_dropout: float = 0.3
+    #: dropout on the relation-contracted core W_r (TuckER hidden_dropout1; authors 0.4)
+    hidden_dropout1: float = 0.4
+    #: dropout on the batch-normalised query vector (TuckER hidden_dropout2; authors 0.5)
+    hidden_dropout2: float = 0.5
+    #: how hidden_dropout1 is applied while training: "per_query" (exact TuckER and authors: a d×d mask
+    #: per query), "per_relation" (one mask per distinct relation in the batch), "output" (dropout on
+    #: e_h W_r instead), "gaussian" (moment-matched Gaussian noise; see momok/models/tucker.py)
+    core_dropout: str = "per_query"
+    #: batch normalisation of the head embedding and the query vector (TuckER, authors)
+    batch_norm: bool = True
+
+    # --- ExID ---
+    #: λ, weight of the ExID bound in the loss; 0 = "w/o ExID" (no estimators). The paper's grid values
+    #: were lost in extraction; 1e-4 is the authors' default (train.py ``mu``)
+    exid_weight: float = 0.0001
+    #: expert pairs disentangled each step: "all" ordered pairs i ≠ j, averaged (paper), or one "random"
+    #: ordered pair per step drawn from the model's generator (authors)
+    club_pairs: str = "all"
+    #: include the −logvar/2 term in q_θ's log-likelihood (original CLUB); false drops it (authors);
+    #: it only changes the estimator's loss (it cancels in the bound)
+    club_logvar_term: bool = True
+    #: hidden width of the CLUB MLPs; null = dim // 2 (authors)
+    club_hidden_dim: int | None = None
+
+    # --- cost ---
+    #: recompute relation-guided candidate encodings in the backward pass instead of storing them
+    #: (bounded memory; costs one extra candidate forward per relation group)
+    recompute_candidates: bool = True
+
+
+_CHOICES = {
+    "feature_projection": ("linear", "mlp"),
+    "fusion_projection": ("linear", "mlp"),
+    "joint_score": ("sum", "mean_sigmoid"),
+    "loss": ("softmax_ce", "bce"),
+    "core_dropout": CORE_DROPOUT_MODES,
+    "club_pairs": ("all", "random"),
+}
+
+
+def validate_options(options: MoMoKOptions) -> None:
+    """``ConfigError`` naming the first invalid ``model.<field>``."""
+
+    def bad(name: str, problem: str) -> ConfigError:
+        return ConfigError(f"model.{name}: {problem} (got {getattr(options, name)!r})")
+
+    mods = options.modalities
+    if not isinstance(mods, (list, tuple)) or not mods or any(m not in MODALITY_KEYS for m in mods):
+        raise bad("modalities", f"must be a non-empty list of {', '.join(MODALITY_KEYS)}")
+    if len(set(mods)) != len(mods):
+        raise bad("modalities", "lists a modality twice")
+    for name, allowed in _CHOICES.items():
+        if getattr(options, name) not in allowed:
+            raise bad(name, f"must be one of {', '.join(allowed)}")
+    for name in ("dim", "relation_dim", "num_experts"):
+        if not isinstance(getattr(options, name), int) or getattr(options, name) < 1:
+            raise bad(name, "must be a positive integer")
+    for name in ("feature_pool_dim", "club_hidden_dim"):
+        value = getattr(options, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise bad(name, "must be a positive integer or null")
+    for name in ("expert_dropout", "input_dropout", "hidden_dropout1", "hidden_dropout2", "label_smoothing"):
+        if not 0.0 <= getattr(options, name) < 1.0:
+            raise bad(name, "must be in [0, 1)")
+    if options.exid_weight < 0:
+        raise bad("exid_weight", "must be >= 0")
+
+
+def _prepare_features(
+    name: str, table: Any, options: MoMoKOptions, num_entities: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw features ``[E, D]`` (normalised/pooled as configured, zero rows where missing) and mask ``[E]``."""
+    features = torch.as_tensor(table.features, dtype=torch.float32)
+    mask = torch.as_tensor(table.mask).bool()
+    if features.dim() != 2 or features.shape[0] != num_entities or mask.shape != (num_entities,):
+        raise ConfigError(
+            f"features.{name}: table has shape {tuple(features.shape)} and mask {tuple(mask.shape)}, "
+            f"expected [{num_entities}, D] and [{num_entities}] (one row per entity)"
+        )
+    if options.normalize_features:
+        features = F.normalize(features, dim=1)
+    if options.feature_pool_dim is not None:
+        if options.feature_pool_dim > features.shape[1]:
+            raise ConfigError(
+                f"model.feature_pool_dim: {options.feature_pool_dim} is wider than the {name} features "
+                f"({features.shape[1]})"
+            )
+        features = F.adaptive_avg_pool1d(features.unsqueeze(1), options.feature_pool_dim).squeeze(1)
+    features = torch.where(mask.unsqueeze(1), features, torch.zeros(()))
+    return features.contiguous(), mask
+
+
+class MoMoK(LinkPredictor):
+    """The MoMoK link predictor; scores keyed "s", "v", "t" (enabled modalities), "j" and "joint"."""
+
+    ranking_key = "joint"
+
+    def __init__(
+        self,
+        options: MoMoKOptions,
+        num_entities: int,
+        num_relations: int,
+        features: dict[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        validate_options(options)
+        self.options = options
+        self.num_entities = num_entities
+        self.num_relations = num_relations
+        features = features or {}
+        o = options
+        gen = generator
+        #: enabled modality keys, in the fixed order s, v, t (the order of α's columns)
+        self.modality_keys = [MODALITY_KEYS[m] for m in MODALITY_KEYS if m in o.modalities]
+        self.score_keys = self.modality_keys + [JOINT]
+
+        # Modality inputs.
+        self.structure = None
+        if "s" in self.modality_keys:
+            self.structure = nn.Parameter(nn.init.xavier_normal_(torch.empty(num_entities, o.dim), generator=gen))
+        self.feature_projections = nn.ModuleDict()
+        self.placeholders = nn.ParameterDict()
+        for name in ("image", "text"):
+            if name not in o.modalities:
+                continue
+            key = MODALITY_KEYS[name]
+            table = features.get(name)
+            if table is None:
+                raise ConfigError(f"model.modalities: includes {name!r} but features.{name} is absent")
+            raw, mask = _prepare_features(name, table, o, num_entities)
+            if o.finetune_features:
+                self.register_parameter(f"raw_{key}", nn.Parameter(raw))
+            else:
+                self.register_buffer(f"raw_{key}", raw)
+            self.register_buffer(f"mask_{key}", mask)
+            self.feature_projections[key] = projection(raw.shape[1], o.dim, o.feature_projection, gen)
+            self.placeholders[key] = nn.Parameter(torch.randn(o.dim, generator=gen) / o.dim**0.5)
+
+        # ReMoKE.
+        num_ids = 2 * num_relations
+        self.temperature = RelationTemperature(num_ids, o.relation_temperature)
+        self.experts = nn.ModuleDict(
+            {
+                k: ModalityExperts(
+                    o.dim, o.num_experts, dropout=o.expert_dropout, gate_noise=o.gate_noise, generator=gen
+                )
+                for k in self.modality_keys
+            }
+        )
+        # MuJoD.
+        self.relation_embeddings = nn.ParameterDict(
+            {
+                k: nn.Parameter(nn.init.xavier_normal_(torch.empty(num_ids, o.relation_dim), generator=gen))
+                for k in self.modality_keys
+            }
+        )
+        fusion = dict(kind=o.fusion_projection, adaptive=o.adaptive_fusion, generator=gen)
+        self.entity_fusion = AttentionFusion(self.modality_keys, o.dim, o.dim, **fusion)
+        self.relation_fusion = AttentionFusion(self.modality_keys, o.relation_dim, o.relation_dim, **fusion)
+        self.scorers = nn.ModuleDict(
+            {
+                k: TuckerScorer(
+                    o.dim,
+                    o.relation_dim,
+                    input_dropout=o.input_dropout,
+                    hidden_dropout1=o.hidden_dropout1,
+                    hidden_dropout2=o.hidden_dropout2,
+                    batch_norm=o.batch_norm,
+                    core_dropout=o.core_dropout,
+                    generator=gen,
+                )
+                for k in self.score_keys
+            }
+        )
+        # ExID.
+        pairs = list(itertools.permutations(range(o.num_experts), 2))
+        self.register_buffer("expert_pairs", torch.tensor(pairs, dtype=torch.long).reshape(-1, 2), persistent=False)
+        self.estimators = nn.ModuleDict()
+        if o.exid_weight > 0 and pairs:
+            hidden = o.club_hidden_dim or max(1, o.dim // 2)
+            for k in self.modality_keys:
+                self.estimators[k] = PairwiseCLUB(len(pairs), o.dim, hidden, generator=gen)
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        """The state of the generator of expert pairs and permutations travels with the checkpoint."""
+        return {"rng_state": self.rng.get_state()}
+
+    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.rng.set_state(state["rng_state"])
+
+    # ----------------------------------------------------------------------------------- encoding
+    def modality_inputs(self, entities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``x^m`` ``[N, dim]`` for ``entities`` (all E when None), placeholders where a feature is missing."""
+        out = {}
+        for k in self.modality_keys:
+            if k == "s":
+                out[k] = self.structure if entities is None else self.structure[entities]
+                continue
+            raw, mask = getattr(self, f"raw_{k}"), getattr(self, f"mask_{k}")
+            if entities is not None:
+                raw, mask = raw[entities], mask[entities]
+            x = self.feature_projections[k](raw)
+            out[k] = torch.where(mask.unsqueeze(1), x, self.placeholders[k])
+        return out
+
+    def _query_side(self, relations, expert_outputs, inputs, noise: bool):
+        """Per-modality query embeddings ``e^m`` [B, dim], gates [B, K] and the joint ``e^j``, α."""
+        tau = self.temperature(relations)
+        embedded, gate_values = {}, {}
+        for k in self.modality_keys:
+            g = gates(self.experts[k].gate_logits(inputs[k], noise=noise), tau)
+            gate_values[k] = g
+            embedded[k] = mix(g, expert_outputs[k])
+        embedded[JOINT], alpha = self.entity_fusion(embedded)
+        return embedded, gate_values, alpha
+
+    def _forward(self, heads: torch.Tensor, relations: torch.Tensor):
+        """Scores ``[B, E]`` per key of ``score_keys`` and the heads' expert outputs (for ExID)."""
+        inputs = self.modality_inputs()
+        experts = {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys}
+        head_experts = {k: h[heads] for k, h in experts.items()}
+        head_inputs = {k: x[heads] for k, x in inputs.items()}
+        embedded, _, _ = self._query_side(relations, head_experts, head_inputs, noise=True)
+
+        groups = RelationGroups.of(relations)
+        rel = {k: self.relation_embeddings[k][groups.relations] for k in self.modality_keys}
+        rel[JOINT], _ = self.relation_fusion(rel)
+        queries = {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
+
+        noisy_candidates = self.options.candidate_gate_noise
+        logits = {k: self.experts[k].gate_logits(inputs[k], noise=noisy_candidates) for k in self.modality_keys}
+        tau = self.temperature(groups.relations)
+        if self.options.candidate_relation_guidance and tau is not None:
+            scores = self._guided_scores(queries, experts, logits, tau, groups)
+        else:
+            candidates = self._candidates(experts, logits, None)
+            scores = {k: queries[k] @ candidates[k].T for k in self.score_keys}
+        return scores, head_experts
+
+    def _candidates(self, experts, logits, tau, projected=None) -> dict[str, torch.Tensor]:
+        """All E candidates encoded under temperature ``tau`` (None = 1): ``[E, dim]`` per score key."""
+        gate_values = {k: gates(logits[k], tau) for k in self.modality_keys}
+        out = {k: mix(gate_values[k], experts[k]) for k in self.modality_keys}
+        if projected is not None:  # affine P_m: exact factorised fusion
+            stacked = torch.stack([gate_values[k] for k in self.modality_keys], dim=1)
+            out[JOINT], _ = self.entity_fusion.fuse_mixtures(*projected, stacked)
+        else:
+            out[JOINT], _ = self.entity_fusion(out)
+        return out
+
+    def _guided_scores(self, queries, experts, logits, tau, groups: RelationGroups) -> dict[str, torch.Tensor]:
+        """Relation-guided candidates: one candidate encoding per distinct relation, one matmul per group."""
+        projected = None
+        if self.options.fusion_projection == "linear":
+            projected = self.entity_fusion.project_experts(experts)
+        keys = self.score_keys
+
+        def score_group(tau_u, *query_rows):
+            candidates = self._candidates(experts, logits, tau_u, projected)
+            return torch.stack([q @ candidates[k].T for k, q in zip(keys, query_rows)], dim=1)
+
+        recompute = self.options.recompute_candidates and torch.is_grad_enabled() and self.training
+
+        def group_fn(u, *query_rows):
+            if recompute:
+                return checkpoint(score_group, tau[u], *query_rows, use_reentrant=False, preserve_rng_state=False)
+            return score_group(tau[u], *query_rows)
+
+        stacked = groups.map_groups(group_fn, *(queries[k] for k in keys))
+        return {k: stacked[:, i] for i, k in enumerate(keys)}
+
+    # ------------------------------------------------------------------------------- interface
+    def _combine(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        keys = self.score_keys if self.options.joint_training else [JOINT]
+        if self.options.joint_score == "sum":
+            return sum(scores[k] for k in keys)
+        return torch.stack([torch.sigmoid(scores[k]) for k in keys]).mean(0)
+
+    def scores(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores ``[B, E]``: one per enabled modality ("s", "v", "t"), "j", and the ranking score "joint"."""
+        scores, _ = self._forward(heads, relations)
+        scores["joint"] = self._combine(scores)
+        return scores
+
+    def needs_labels(self) -> bool:
+        return self.options.loss == "bce"
+
+    def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """``Σ_m L_m + λ Σ_m L_ExID^m``; parts logged as ``loss_<key>`` and ``exid``."""
+        scores, head_experts = self._forward(batch.heads, batch.relations)
+        trained = self.score_keys if self.options.joint_training else [JOINT]
+        if self.options.loss == "bce":
+            if batch.labels is None:
+                raise ValueError("model.loss 'bce' needs TrainBatch.labels (needs_labels() is True)")
+            target = (1.0 - self.options.label_smoothing) * batch.labels.float() + 1.0 / self.num_entities
+        parts, total = {}, 0.0
+        for k in trained:
+            if self.options.loss == "softmax_ce":
+                part = F.cross_entropy(scores[k], batch.tails)
+            else:
+                part = F.binary_cross_entropy_with_logits(scores[k], target)
+            parts[f"loss_{k}"] = float(part.detach())
+            total = total + part
+        if len(self.estimators):
+            exid = self.exid_bound(head_experts)
+            parts["exid"] = float(exid.detach())
+            total = total + self.options.exid_weight * exid
+        return total, parts
+
+    def _draw_pairs(self) -> torch.Tensor | None:
+        """Estimator indices used this step: None = all pairs; else one random pair (model generator)."""
+        if self.options.club_pairs == "all":
+            return None
+        return torch.randint(0, self.expert_pairs.shape[0], (1,), generator=self.rng)
+
+    def _pair_inputs(self, head_experts: torch.Tensor, pairs: torch.Tensor | None):
+        """``(h_i, h_j)`` stacked per ordered pair: ``[P', B, dim]`` each."""
+        chosen = self.expert_pairs if pairs is None else self.expert_pairs[pairs.to(self.expert_pairs.device)]
+        x = head_experts[:, chosen[:, 0]].transpose(0, 1)
+        y = head_experts[:, chosen[:, 1]].transpose(0, 1)
+        return x, y
+
+    def exid_bound(self, head_experts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``Σ_m`` (mean over the chosen pairs of) the CLUB bound on the batch's expert outputs ``[B, K, dim]``."""
+        total = 0.0
+        pairs = self._draw_pairs()
+        for k, estimator in self.estimators.items():
+            h = head_experts[k]
+            permutation = torch.randperm(h.shape[0], generator=self.rng).to(h.device)
+            x, y = self._pair_inputs(h, pairs)
+            index = None if pairs is None else pairs.to(h.device)
+            total = total + estimator.upper_bound(x, y, permutation, index).mean()
+        return total
+
+    def estimator_parameters(self) -> list[nn.Parameter]:
+        return list(self.estimators.parameters())
+
+    def estimator_loss(self, batch: TrainBatch) -> torch.Tensor | None:
+        """``Σ_m`` mean over the chosen pairs of q_θ's negative log-likelihood on detached expert outputs."""
+        if not len(self.estimators):
+            return None
+        with torch.no_grad():
+            inputs = self.modality_inputs(batch.heads)
+            head_experts = {k: self.experts[k].experts(inputs[k]) for k in self.estimators}
+        pairs = self._draw_pairs()
+        total = 0.0
+        for k, estimator in self.estimators.items():
+            x, y = self._pair_inputs(head_experts[k], pairs)
+            index = None if pairs is None else pairs.to(x.device)
+            total = total + estimator.learning_loss(x, y, index, logvar_term=self.options.club_logvar_term).mean()
+        return total
+
+    @torch.no_grad()
+    def diagnostics(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, Any]:
+        """``alpha`` ``[B, M]`` (columns in ``modality_keys`` order) and ``gates`` ``{key: [B, K]}`` of each
+        query's head entity under the query's relation, without gate noise."""
+        inputs = self.modality_inputs(heads)
+        experts = {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys}
+        _, gate_values, alpha = self._query_side(relations, experts, inputs, noise=False)
+        return {"alpha": alpha, "gates": gate_values}
+
+
+@register("momok", MoMoKOptions)
+def build(options: MoMoKOptions, context: BuildContext) -> MoMoK:
+    """MoMoK for ``context``'s entities, relations and feature tables, initialised from ``context.generator``."""
+    return MoMoK(options, context.num_entities, context.num_relations, context.features, context.generator)
+
+
+__all__ = ["MoMoK", "MoMoKOptions", "build", "validate_options", "MODALITY_KEYS"]
