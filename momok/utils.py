@@ -1,0 +1,113 @@
+"""Small helpers shared by the commands: atomic writes, seeding, RNG state, device choice, provenance.
+
+Atomic writes go to a temporary file in the destination folder and are renamed over the target, so a
+reader (or a crash) never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+
+from momok.errors import ConfigError
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (keys in insertion order, trailing newline) atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def torch_save_atomic(path: str | Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every global RNG (Python, NumPy, torch CPU, torch CUDA when available)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and provenance
+
+
+def select_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``; ``"cuda"`` (an error when there is none)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device: 'cuda' requested but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"training.device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit checked out in the git work tree holding ``path`` (default: this package), with a
+    ``-dirty`` suffix when tracked files differ from it; ``None`` outside git or without git."""
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "") if commit else None

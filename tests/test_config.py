@@ -1,0 +1,205 @@
+"""The run config: defaults, YAML loading, --set overrides and the errors of momok/config.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from momok.config import (EvaluationConfig, RunConfig, TrainingConfig, config_from_dict, dump_config,
+                          load_config, parse_override)
+from momok.errors import ConfigError
+from momok.models.registry import ModelEntry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ProbeOptions:
+    """Options of a registered test model, with every kind of annotation the loader handles."""
+
+    dim: int = 4
+    rate: float = 0.5
+    modalities: list[str] = field(default_factory=lambda: ["structure", "image"])
+    shape: tuple[int, int] = (2, 3)
+    mode: Literal["a", "b"] = "a"
+    limit: int | None = None
+
+    def __post_init__(self):
+        if self.dim % 2:
+            raise ValueError(f"dim must be even, got {self.dim}")
+        if self.rate >= 1:
+            raise ConfigError(f"model.rate: must be below 1 (got {self.rate})")
+
+
+@pytest.fixture(autouse=True)
+def probe_model(monkeypatch):
+    from momok.models import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "probe", ModelEntry(ProbeOptions, lambda options, context: None))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = """\
+seed: 7
+dataset:
+  path: data/kg
+features:
+  image: feats/image.safetensors
+model:
+  name: probe
+  dim: 6
+training:
+  epochs: 3
+"""
+
+
+def test_defaults_are_filled_in_and_values_converted(tmp_path):
+    config = load_config(write(tmp_path, BASE + "  lr: 1e-2\n  grad_clip: 1\n"))
+    assert config.seed == 7 and config.dataset.path == "data/kg" and config.dataset.duplicates == "keep"
+    assert config.features.image == "feats/image.safetensors" and config.features.text is None
+    assert config.model.name == "probe"
+    assert config.model.options == ProbeOptions(dim=6)
+    assert config.training == TrainingConfig(epochs=3, lr=0.01, grad_clip=1.0)
+    assert isinstance(config.training.lr, float) and isinstance(config.training.grad_clip, float)
+    assert config.training.batch_size == 1024 and config.evaluation == EvaluationConfig()
+    assert config.file_modalities() == ["image"]
+
+
+def test_to_dict_round_trips_through_yaml(tmp_path):
+    config = load_config(write(tmp_path, BASE), ["model.shape=[4, 5]"])
+    data = config.to_dict()
+    assert data["model"] == {"name": "probe", "dim": 6, "rate": 0.5, "modalities": ["structure", "image"],
+                             "shape": [4, 5], "mode": "a", "limit": None}
+    assert list(data) == ["seed", "dataset", "features", "model", "training", "evaluation", "output"]
+    text = dump_config(config, {"provenance": {"git_commit": "abc"}})
+    again = load_config(write(tmp_path, text))  # provenance is ignored on load
+    assert again == config and again.model.options.shape == (4, 5)
+
+
+def test_overrides_are_yaml_values(tmp_path):
+    config = load_config(write(tmp_path, BASE), [
+        "model.modalities=[structure]", "training.lr=0.5", "features.image=null", "evaluation.patience=null",
+        "model.mode=b", "seed=11", "output.checkpoint_every=5", "model.dim=8",
+    ])
+    assert config.model.options.modalities == ["structure"] and config.model.options.dim == 8
+    assert config.model.options.mode == "b" and config.training.lr == 0.5 and config.seed == 11
+    assert config.features.image is None and config.evaluation.patience is None
+    assert config.output.checkpoint_every == 5
+
+
+def test_override_can_switch_model_and_add_a_missing_section(tmp_path):
+    other = write(tmp_path, "dataset: {path: x}\nmodel: {name: probe, modalities: [structure]}\n")
+    config = load_config(other, ["training.amp=bf16", "evaluation.metric=hits@10"])
+    assert config.training.amp == "bf16" and config.evaluation.metric == "hits@10"
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    (BASE + "  epochz: 3\n", [], r"run.yaml:11: training.epochz: unknown key; known keys here: epochs, "),
+    (BASE + "optimizer: {}\n", [], r"run.yaml:11: optimizer: unknown key"),
+    (BASE, ["training.epochz=3"], r"--set training.epochz=3: training.epochz: unknown key"),
+    (BASE + "  batch_size: 1.5\n", [], r"run.yaml:11: training.batch_size: expected an integer, got 1.5"),
+    (BASE + "  tf32: 'yes'\n", [], r"training.tf32: expected true or false"),
+    (BASE + "  lr: fast\n", [], r"training.lr: expected a number, got 'fast'"),
+    (BASE, ["training.lr_schedule=step"],
+     r"training.lr_schedule: must be one of none, exponential, cosine; got 'step'"),
+    (BASE, ["training.device=gpu"], r"training.device: must be one of auto, cpu, cuda"),
+    (BASE, ["evaluation.metric=mr"], r"evaluation.metric: must be one of mrr, hits@1, hits@3, hits@10"),
+    (BASE, ["model.dim=7"], r"run.yaml:6: model: dim must be even, got 7"),
+    (BASE, ["model.rate=2"], r"--set model.rate=2: model.rate: must be below 1 \(got 2.0\)"),
+    (BASE.replace("  dim: 6\n", "  dim: 6\n  rate: 3\n"),
+     [], r"run.yaml:9: model.rate: must be below 1"),
+    (BASE, ["model.mode=c"], r"model.mode: must be one of a, b"),
+    (BASE, ["model.shape=[1]"], r"model.shape: expected a list of 2 values, got 1"),
+    (BASE, ["model.modalities=image"], r"model.modalities: expected a list"),
+    (BASE, ["model.name=nope"], r"model.name: unknown model 'nope'; known: .*probe"),
+    (BASE, ["model.width=3"], r"model.width: unknown key"),
+    (BASE.replace("  path: data/kg\n", "  duplicates: drop\n"), [], r"run.yaml:2: dataset.path: missing required key"),
+    (BASE, ["training.epochs=0"], r"training.epochs: must be at least 1, got 0"),
+    (BASE, ["training.lr=-1"], r"training.lr: must be positive"),
+    (BASE, ["evaluation.patience=0"], r"evaluation.patience: must be at least 1 or null"),
+    (BASE, ["dataset.unseen=remove"], r"dataset.unseen: must be one of keep, drop"),
+    (BASE, ["seed=true"], r"seed: expected an integer, got True"),
+    (BASE, ["training=3"], r"training: expected a mapping of options, got 3"),
+    (BASE, ["training.epochs.x=3"], r"training.epochs is not a section"),
+    (BASE, ["training.epochs"], r"expected KEY=VALUE"),
+    (BASE, ["model.modalities=[structure, text]"],
+     r"run.yaml:4: features.text: model.modalities uses 'text' but no text "
+     r"feature file is configured"),
+    ("- a\n- b\n", [], r"run.yaml: a run config must be a YAML mapping"),
+    ("seed: [1\n", [], r"run.yaml:2: not valid YAML"),
+])
+def test_errors_name_the_file_line_and_key(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), overrides)
+
+
+def test_missing_modality_feature_file_is_an_error_unless_allowed(tmp_path):
+    text = BASE.replace("  image: feats/image.safetensors\n", "  text: feats/text.safetensors\n")
+    with pytest.raises(ConfigError, match=r"run.yaml:\d+: features.image: .*allow_missing"):
+        load_config(write(tmp_path, text))
+    config = load_config(write(tmp_path, text), ["features.allow_missing=true"])
+    assert config.file_modalities() == ["image"] and config.features.image is None
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_parse_override():
+    assert parse_override("a.b=[1, 2]") == (("a", "b"), [1, 2])
+    assert parse_override("a=") == (("a",), None)
+    assert parse_override("a.b=x=y") == (("a", "b"), "x=y")
+    assert parse_override("model.lr=1e-3") == (("model", "lr"), "1e-3")  # YAML 1.1; float fields accept it
+    with pytest.raises(ConfigError):
+        parse_override("a..b=1")
+
+
+def test_every_option_is_documented_where_its_default_is_defined():
+    """Each field of the config dataclasses has a docstring right below it in momok/config.py."""
+    import ast
+
+    source = (REPO / "momok" / "config.py").read_text()
+    tree = ast.parse(source)
+    undocumented = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
+            body = node.body
+            for i, statement in enumerate(body):
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                    name = statement.target.id
+                    following = body[i + 1] if i + 1 < len(body) else None
+                    documented = (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                                  and isinstance(following.value.value, str))
+                    # section fields of RunConfig are documented by their own class
+                    if not documented and not (node.name == "RunConfig" and name != "seed"):
+                        undocumented.append(f"{node.name}.{name}")
+    assert undocumented == []
+
+
+def test_example_config_loads_and_names_every_option():
+    """config/run.example.yaml is valid and spells out every option of every section but model."""
+    path = REPO / "config" / "run.example.yaml"
+    config = load_config(path)
+    raw = yaml.safe_load(path.read_text())
+    for section in ("dataset", "features", "training", "evaluation", "output"):
+        cls = type(getattr(config, section))
+        assert set(raw[section]) == {f.name for f in dataclasses.fields(cls)}, section
+    assert config.model.name == "momok"
+
+
+def test_config_from_dict_without_a_file():
+    config = config_from_dict({"dataset": {"path": "d"}, "model": {"name": "probe"}, "features": {"image": "i"}})
+    assert isinstance(config, RunConfig) and config.model.options == ProbeOptions()
+    with pytest.raises(ConfigError, match=r"^config: dataset: missing required key"):
+        config_from_dict({"model": {"name": "probe"}})
