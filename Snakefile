@@ -1,0 +1,34 @@
+# Regenerates the MoMoK paper's Tables 2-4 and Figures 3-5 from raw data:
+#   snakemake --cores 8 all                                   (config/config.yaml: the paper)
+#   snakemake --cores 2 all --configfile config/toy.yaml      (the CI smoke run on the toy dataset)
+#   snakemake --report results/report.html
+# Targets: all, table2, table3, table4, figure3, figure4, figure5, and any single run
+# results/runs/{dataset}/{model}/{variant}/seed{seed}/metrics.json. See workflow/rules/common.smk.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# config/config.yaml unless config files are given with --configfile: those replace it (instead of
+# being merged into it, Snakemake's default), so that config/toy.yaml is a complete config of its own.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
