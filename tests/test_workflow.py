@@ -179,12 +179,25 @@ def test_a_single_run_is_a_file_target(tmp_path):
     assert counts["train"] == 1 and "import_official_image" not in counts and "import_official_text" not in counts
 
 
+def test_fresh_clone_dry_run_plans_the_missing_bundles(tmp_path):
+    """Without the authors' bundles the whole paper still plans: one official_bundle job each."""
+    config = load(PAPER)
+    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", config=PAPER)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = expected_counts(config)
+    expected["official_bundle"] = expected["import_official_image"] + expected["import_official_text"]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.pop("total") == sum(expected.values())
+    assert counts == expected
+
+
 def test_missing_bundle_stops_with_instructions(tmp_path):
-    result = snakemake(tmp_path, "table4", "-n", config=PAPER)
+    result = snakemake(tmp_path, "resources/official/DB15K/img_features.pth", "--cores", "1", config=PAPER)
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert "resources/official/DB15K/img_features.pth is missing" in message
     assert "drive.google.com" in message and "allow_missing: true" in message
+    assert not (tmp_path / "resources/official/DB15K/img_features.pth").exists()
 
 
 def test_allow_missing_runs_without_the_modality(tmp_path):

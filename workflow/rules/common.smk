@@ -90,19 +90,24 @@ def images_present(dataset):
     return os.path.isdir(f"{raw_dir(dataset)}/images")
 
 
+def official_bundle_instructions(dataset, modality, spec):
+    """What to fetch and where to put it, for an authors' bundle that is not there."""
+    path = spec["path"]
+    return (
+        f"datasets.{dataset}.features.{modality}: the authors' feature bundle {path} is missing. "
+        f"Download it from {spec.get('url') or 'the authors (see the MoMoK README)'}, "
+        f"unpack it and put the {modality} matrix at {path}; or set "
+        f"datasets.{dataset}.features.{modality}.allow_missing: true to run without {modality} features."
+    )
+
+
 def missing_source_message(dataset, modality, spec):
     """Why a configured feature source cannot be had, and what to do about it; None when it can."""
     source = spec["source"]
     if source == "official":
-        path = spec["path"]
-        if os.path.exists(path):
+        if os.path.exists(spec["path"]):
             return None
-        return (
-            f"datasets.{dataset}.features.{modality}: the authors' feature bundle {path} is missing. "
-            f"Download it from {spec.get('url') or 'the authors (see the MoMoK README)'}, "
-            f"unpack it and put the {modality} matrix at {path}; or set "
-            f"datasets.{dataset}.features.{modality}.allow_missing: true to run without {modality} features."
-        )
+        return official_bundle_instructions(dataset, modality, spec)
     if source == "encoder" and modality == "image" and "fetch" in dataset_config(dataset)["raw"]:
         # `momok fetch` downloads splits and id maps only; the images are the user's to provide.
         # (Text needs nothing: without descriptions.tsv `momok features text` encodes names/labels.)
@@ -119,8 +124,10 @@ def missing_source_message(dataset, modality, spec):
 def feature_plan(dataset):
     """modality -> {"source", "path" (None: absent), "reason" (why absent)} for one dataset.
 
-    A source that cannot be had stops the workflow with the message of missing_source_message,
-    unless the modality's ``allow_missing`` is true: then the run goes on without that modality.
+    A source that cannot be had makes the modality absent when its ``allow_missing`` is true.
+    Otherwise a missing authors' bundle stays in the plan: the job of rule official_bundle that
+    would "make" it stops the workflow with official_bundle_instructions (so a dry run still plans
+    the whole paper); any other unobtainable source stops the workflow here.
     """
     plan = {}
     for modality in MODALITIES:
@@ -129,7 +136,7 @@ def feature_plan(dataset):
             plan[modality] = {"source": "absent", "path": None, "reason": "configured absent"}
             continue
         problem = missing_source_message(dataset, modality, spec)
-        if problem is None:
+        if problem is None or (spec["source"] == "official" and not spec.get("allow_missing", False)):
             path = f"features/{dataset}/{modality}.safetensors"
             plan[modality] = {"source": spec["source"], "path": path, "reason": None}
         elif spec.get("allow_missing", False):
@@ -137,6 +144,24 @@ def feature_plan(dataset):
         else:
             raise WorkflowError(problem)
     return plan
+
+
+def official_bundles():
+    """(dataset, modality, spec) of every feature source that is an authors' bundle."""
+    return [
+        (dataset, modality, entry["features"][modality])
+        for dataset, entry in config["datasets"].items()
+        for modality in MODALITIES
+        if entry["features"][modality]["source"] == "official"
+    ]
+
+
+def bundle_instructions(wildcards):
+    """Param function of rule official_bundle: the instructions for the bundle at {bundle}."""
+    for dataset, modality, spec in official_bundles():
+        if os.path.normpath(spec["path"]) == os.path.normpath(wildcards.bundle):
+            return official_bundle_instructions(dataset, modality, spec)
+    raise WorkflowError(f"{wildcards.bundle} is not an authors' bundle of the config")
 
 
 def clean_feature(wildcards):
@@ -153,10 +178,9 @@ def feature_spec_of(dataset, modality):
 
 
 def official_bundle_of(modality):
-    """Input function: the authors' bundle of ``modality`` (stops with instructions when missing)."""
+    """Input function: the authors' bundle of ``modality`` (rule official_bundle when missing)."""
 
     def bundle(wildcards):
-        feature_plan(wildcards.dataset)
         return feature_spec_of(wildcards.dataset, modality)["path"]
 
     return bundle

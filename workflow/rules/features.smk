@@ -93,6 +93,23 @@ for _modality in MODALITIES:
             " --dataset {params.dataset:q} --out {output:q} {params.extra} > {log:q} 2>&1"
 
 
+# The authors' bundles sit on a cloud drive that no script can download from: a missing one is
+# "made" by this job, which stops the workflow with what to fetch and where to put it. A dry run
+# plans it like any other job; once the file is in place the job never runs.
+rule official_bundle:
+    output:
+        "{bundle}",
+    wildcard_constraints:
+        bundle=one_of([spec["path"] for _, _, spec in official_bundles()]),
+    params:
+        instructions=bundle_instructions,
+    log:
+        "results/logs/official_bundle/{bundle}.log",
+    localrule: True
+    shell:
+        "echo {params.instructions:q} | tee {log:q} >&2; exit 1"
+
+
 rule add_noise:
     input:
         clean=clean_feature,
