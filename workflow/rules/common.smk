@@ -157,7 +157,7 @@ def official_bundles():
 
 
 def bundle_instructions(wildcards):
-    """Param function of rule official_bundle: the instructions for the bundle at {bundle}."""
+    """Param function of the official_bundle rule: the instructions for the bundle at {bundle}."""
     for dataset, modality, spec in official_bundles():
         if os.path.normpath(spec["path"]) == os.path.normpath(wildcards.bundle):
             return official_bundle_instructions(dataset, modality, spec)

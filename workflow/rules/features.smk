@@ -106,6 +106,8 @@ rule official_bundle:
     log:
         "results/logs/official_bundle/{bundle}.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     shell:
         "echo {params.instructions:q} | tee {log:q} >&2; exit 1"
 
