@@ -57,3 +57,14 @@ def shared_datasets() -> Path:
     if not path.is_dir():
         pytest.skip(f"offline benchmark copies not found at {path}")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread (steadier and fairer on a shared 2-core machine), then restore."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,12 +19,7 @@ from momok.models.registry import BuildContext, get_model, model_names  # noqa: 
 E, R = 7, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def context(features=None, seed=0) -> BuildContext:

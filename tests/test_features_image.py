@@ -21,12 +21,7 @@ IMAGES = {"a": 2, ENTITIES[1]: 1, "d": 1, "e": 1}  # c has none
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

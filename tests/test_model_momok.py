@@ -21,12 +21,7 @@ E, R, B = 11, 3, 10
 MISSING_IMAGE = (2, 7)  # entities without an image
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _features(seed=0):

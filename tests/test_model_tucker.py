@@ -11,12 +11,7 @@ from momok.models.tucker import CORE_DROPOUT_MODES, RelationGroups, TuckerScorer
 D, DR, B, E, NREL = 6, 5, 12, 9, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(seed=0):
