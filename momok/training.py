@@ -277,9 +277,13 @@ def _train_epoch(config: RunConfig, model: LinkPredictor, queries: torch.Tensor,
     loss_sum = torch.zeros((), device=device)  # summed on the device: no synchronisation per step
     steps = 0
     size = config.training.batch_size
-    for start in tqdm(range(0, len(queries), size), desc=f"epoch {epoch}", unit="batch", leave=False,
-                      disable=not progress):
-        rows = queries[order[start:start + size]].to(device)
+    starts = list(range(0, len(queries), size))
+    if len(starts) > 1 and len(queries) - starts[-1] == 1:
+        starts.pop()  # a last batch of one query joins the one before (batch norm needs two rows)
+    ends = starts[1:] + [len(queries)]
+    for start, end in tqdm(list(zip(starts, ends)), desc=f"epoch {epoch}", unit="batch", leave=False,
+                           disable=not progress):
+        rows = queries[order[start:end]].to(device)
         labels = None if label_index is None else label_index.known_mask(rows[:, 0], rows[:, 1])
         batch = TrainBatch(rows[:, 0], rows[:, 1], rows[:, 2], labels)
         with autocast(config, device):

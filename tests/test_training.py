@@ -225,6 +225,27 @@ def test_training_queries_add_inverses_and_distinct_queries():
     assert distinct.tolist() == [[0, 0, 1], [3, 1, 1], [1, 2, 0], [2, 2, 0], [1, 3, 3]]
 
 
+@pytest.mark.parametrize("leftover", [1, 2])
+def test_a_last_batch_of_one_query_joins_the_batch_before(tmp_path, kg, monkeypatch, leftover):
+    """Batch norm (MoMoK's Tucker scorers) cannot train on one row: no batch may hold a single query."""
+    from momok.data.datasets import load_dataset
+
+    dataset = load_dataset(kg)
+    count = len(training_queries(dataset.train, dataset.num_relations, distinct=False))
+    sizes = []
+    original = TinyModel.loss
+
+    def recording_loss(self, batch):
+        sizes.append(len(batch.heads))
+        return original(self, batch)
+
+    monkeypatch.setattr(TinyModel, "loss", recording_loss)
+    size = count - leftover
+    config = load_config(write_config(tmp_path / "c.yaml", kg, training={"epochs": 1, "batch_size": size}))
+    train(config, tmp_path / "run", progress=False)
+    assert sizes == ([count] if leftover == 1 else [size, leftover])
+
+
 def test_estimator_parameters_are_not_in_the_model_optimiser(tmp_path, kg):
     config = load_config(write_config(tmp_path / "c.yaml", kg, model={"estimator": True}))
     from momok.models.registry import build_model
