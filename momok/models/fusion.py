@@ -11,8 +11,15 @@ ReLU (the paper) or an affine map (``projection="linear"``).
 With an affine ``P_m`` the fusion of expert mixtures factorises exactly: since the gates sum to one,
 ``P_m(Σ_k g_k h_k) = Σ_k g_k P_m(h_k)`` and ``u^T P_m(Σ_k g_k h_k) = Σ_k g_k u^T P_m(h_k)``, so projecting
 the K expert outputs once (:meth:`AttentionFusion.project_experts`) lets every relation's fused vector be
-a weighted sum of ``M·K`` precomputed vectors (:meth:`AttentionFusion.fuse_mixtures`). An MLP has no such
-form: relation-dependent inputs must go through the MLP once per relation.
+a weighted sum of ``M·K`` precomputed vectors (:meth:`AttentionFusion.fuse_mixtures`).
+
+With the two-layer MLP ``P_m(x) = relu(x A_m + a_m) B_m + b_m`` only the first layer factorises:
+``z_m = relu(Σ_k g_mk (h_mk A_m + a_m))`` (first layer of the K expert outputs computed once,
+:meth:`AttentionFusion.first_layer`). The second layer is never applied to the candidates: the
+attention logit is ``u^T P_m(z) = z·(B_m u) + b_m·u`` and a query q scores the fused candidate as
+``q·Σ_m α_m P_m(z_m) = Σ_m α_m ((q B_m^T)·z_m + q·b_m)`` (:meth:`AttentionFusion.score_mlp_mixtures`), so
+scoring n queries against E candidates costs ``E·M·K·h`` (mixing) + ``M·n·E·h`` (one matmul per
+modality) instead of ``E·M·2·d²`` for pushing every candidate through the MLP. Exact (same function).
 """
 
 from __future__ import annotations
@@ -88,3 +95,33 @@ class AttentionFusion(nn.Module):
         alpha = self.weights((gate_weights * attention_logits).sum(-1))
         weights = (alpha.unsqueeze(-1) * gate_weights).unsqueeze(-1)
         return (weights * projected).sum((1, 2)), alpha
+
+    def first_layer(self, expert_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """MLP ``P_m`` only: the first (affine) layer of every expert output, ``[N, M, K, hidden]``."""
+        if self.kind != "mlp":
+            raise ValueError("first_layer needs the two-layer MLP projection (kind='mlp')")
+        return torch.stack([self.projections[k][0](expert_outputs[k]) for k in self.keys], dim=1)
+
+    def score_mlp_mixtures(
+        self, queries: torch.Tensor, hidden: torch.Tensor, gate_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """``q · fused(e)`` for the candidates ``x_m = Σ_k g_mk h_mk`` without applying the second layer.
+
+        queries: ``[n, out]``; hidden: :meth:`first_layer` ``[N, M, K, h]``; gate_weights ``[N, M, K]``.
+        Returns the scores ``[n, N]``.
+        """
+        n_entities, n_mod, n_exp, width = hidden.shape
+        second = [self.projections[k][2] for k in self.keys]
+        weight = torch.stack([layer.weight for layer in second])  # [M, out, h]
+        bias = torch.stack([layer.bias for layer in second])  # [M, out]
+        # z_m = relu(Σ_k g_mk A_m(h_mk)): one [1, K] @ [K, h] product per (entity, modality)
+        z = torch.bmm(gate_weights.reshape(-1, 1, n_exp), hidden.reshape(-1, n_exp, width))
+        z = torch.relu(z.view(n_entities, n_mod, width))
+        # attention logits u^T P_m(z_m) = z_m · (B_m^T u) + b_m · u
+        logits = (z * (self.attention @ weight)).sum(-1) + bias @ self.attention  # [N, M]
+        alpha = self.weights(logits)
+        # (q B_m)·z_m + q·b_m for every modality: [M, n, N]
+        per_modality = torch.baddbmm(
+            (bias @ queries.T).unsqueeze(-1), torch.matmul(queries, weight), z.permute(1, 2, 0)
+        )
+        return (per_modality * alpha.T.unsqueeze(1)).sum(0)

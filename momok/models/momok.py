@@ -20,20 +20,22 @@ Forward pass for a batch of B queries ``(h, r)`` (r over ``0..2R-1``; ``r + R`` 
 5. Candidates. Without candidate relation guidance (the authors) every entity is encoded once per step
    with τ = 1 and scores are ``q^m @ C^m^T``. With guidance (the paper) candidate ``e`` is encoded as
    ``Σ_k softmax(logits_e / τ_r)_k h_{e,k}`` under the query's relation: queries are grouped by relation
-   and, per distinct relation u, all E candidates are encoded once (``E·K·d`` per modality for the
-   mixtures, plus the joint fusion) and the group is scored with one matmul per modality. Joint fusion of
-   the candidates costs, per distinct relation, ``E·M·K·d`` with an affine ``P_m`` (exact factorisation,
-   see ``fusion.py``) or ``E·M·2·d²`` with the paper's two-layer MLP ``P_m``. Example, MKG-Y (E = 15k,
-   U ≤ 56, d = 256, M = 3, K = 3): MLP fusion ≈ 56·15k·3·2·256² ≈ 3.3e11 multiply-adds per step
-   forward, linear ≈ 56·15k·9·256 ≈ 1.9e9; the 1-N scoring itself is B·E·d·4 ≈ 1.6e10. With
-   ``recompute_candidates`` (default) each relation group's candidate encodings are recomputed in the
-   backward pass instead of stored, so activation memory is the ``[B, E]`` score matrices plus one
-   relation's candidates, not U·E·d·(M+1) floats.
-   Measured (CPU, one thread, shared machine; E = 3000, B = 256, 39 distinct relations, d = d_r = 64,
-   K = 3, default dropouts): one training step (loss + backward) took 0.49 s without guidance, 3.9 s
-   with guidance and MLP fusion (2.9 s without recomputation), 2.8 s with guidance and linear fusion;
-   scoring one batch in eval mode 0.09 s / 0.6–0.9 s / 0.6 s. The per-relation mixtures are
-   element-wise ``E·K·d`` products, slow on a CPU compared to the matrix products of the scoring.
+   and each distinct relation u is scored without materialising its ``[E, dim]`` candidate encodings:
+   for a modality, ``q·Σ_k g_k h_k = Σ_k g_k (q·h_k)`` (one ``[n_u, d] @ [d, E·K]`` matmul, then the
+   gates); for the joint modality the fusion is factorised (``fusion.py``): with the paper's MLP
+   ``P_m`` its first layer is applied to the K expert outputs once per step, each relation then costs
+   the gate mixing ``E·M·K·d`` plus one ``[n_u, d] @ [d, E]`` matmul per modality, and the second layer
+   is folded into the queries; with an affine ``P_m`` the projected experts are mixed directly.
+   Example, MKG-Y (E = 15k, about 40 distinct relations per batch of 1024, d = 300, M = 3, K = 3):
+   pushing every relation's candidates through the MLP would cost ≈ 40·15k·3·2·300² ≈ 3.2e11
+   multiply-adds per forward; the factorised form ≈ 15k·9·300² (first layer, once) + 40·15k·9·300
+   (mixing) ≈ 1.4e10. With ``recompute_candidates`` (default) each relation group's scores are
+   recomputed in the backward pass instead of stored, so activation memory is the ``[B, E]`` score
+   matrices plus one relation's intermediates, not U·E·d·(M+1) floats. The per-relation gate mixing
+   and the per-group accumulation of entity-sized gradients are memory-bound: on a loaded 2-core CPU
+   the factorised form measured no faster than pushing every relation's candidates through the MLP
+   (benchmarks/README.md, where all measured speeds are). In eval mode without autograd the
+   entity-side tables are computed once and reused across evaluation batches (``_cached``).
 
 Loss (``loss``): per score m ∈ {s, v, t, j} (enabled ones), softmax cross-entropy of the 1-N scores
 against the answer (batch mean; the batch already holds the inverse queries, so this is the paper's
@@ -322,6 +324,9 @@ class MoMoK(LinkPredictor):
                 self.estimators[k] = PairwiseCLUB(len(pairs), o.dim, hidden, generator=gen)
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         self.rng = torch.Generator().manual_seed(seed)
+        # Entity-side tables reused across evaluation batches (see _cached); not part of the state.
+        self._eval_cache: dict[str, Any] = {}
+        self._eval_cache_key: tuple | None = None
 
     def get_extra_state(self) -> dict[str, torch.Tensor]:
         """The state of the generator of expert pairs and permutations travels with the checkpoint."""
@@ -356,10 +361,28 @@ class MoMoK(LinkPredictor):
         embedded[JOINT], alpha = self.entity_fusion(embedded)
         return embedded, gate_values, alpha
 
+    def _cached(self, name: str, compute):
+        """``compute()``, reused across calls in eval mode without autograd (evaluation batches): every
+        entity-side table (inputs, expert outputs, candidate gate logits and encodings) depends only on
+        the parameters, not on the batch. The cache is keyed by the storage and version counter of
+        every parameter and buffer, so any in-place update (optimiser step, ``load_state_dict``,
+        ``.to()``) invalidates it; in training mode or with autograd on nothing is cached (and a cache
+        left from an evaluation is dropped, so that it does not hold memory during training)."""
+        if self.training or torch.is_grad_enabled():
+            if self._eval_cache:
+                self._eval_cache, self._eval_cache_key = {}, None
+            return compute()
+        key = tuple((t.data_ptr(), t._version) for t in itertools.chain(self.parameters(), self.buffers()))
+        if key != self._eval_cache_key:
+            self._eval_cache, self._eval_cache_key = {}, key
+        if name not in self._eval_cache:
+            self._eval_cache[name] = compute()
+        return self._eval_cache[name]
+
     def _forward(self, heads: torch.Tensor, relations: torch.Tensor):
         """Scores ``[B, E]`` per key of ``score_keys`` and the heads' expert outputs (for ExID)."""
-        inputs = self.modality_inputs()
-        experts = {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys}
+        inputs = self._cached("inputs", self.modality_inputs)
+        experts = self._cached("experts", lambda: {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys})
         head_experts = {k: h[heads] for k, h in experts.items()}
         head_inputs = {k: x[heads] for k, x in inputs.items()}
         embedded, _, _ = self._query_side(relations, head_experts, head_inputs, noise=True)
@@ -370,12 +393,13 @@ class MoMoK(LinkPredictor):
         queries = {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
 
         noisy_candidates = self.options.candidate_gate_noise
-        logits = {k: self.experts[k].gate_logits(inputs[k], noise=noisy_candidates) for k in self.modality_keys}
+        logits = self._cached("logits", lambda: {
+            k: self.experts[k].gate_logits(inputs[k], noise=noisy_candidates) for k in self.modality_keys})
         tau = self.temperature(groups.relations)
         if self.options.candidate_relation_guidance and tau is not None:
             scores = self._guided_scores(queries, experts, logits, tau, groups)
         else:
-            candidates = self._candidates(experts, logits, None)
+            candidates = self._cached("candidates", lambda: self._candidates(experts, logits, None))
             scores = {k: queries[k] @ candidates[k].T for k in self.score_keys}
         return scores, head_experts
 
@@ -391,15 +415,35 @@ class MoMoK(LinkPredictor):
         return out
 
     def _guided_scores(self, queries, experts, logits, tau, groups: RelationGroups) -> dict[str, torch.Tensor]:
-        """Relation-guided candidates: one candidate encoding per distinct relation, one matmul per group."""
-        projected = None
+        """Relation-guided candidates, one relation group at a time, never materialising the ``[E, d]``
+        candidate encodings of the modalities: since the gates sum to one, a query scores candidate e
+        as ``Σ_k g_k(e, u) (q · h_k(e))``, one ``[n_u, d] @ [d, E·K]`` matmul per modality and group; the
+        joint candidates go through the factorised fusion of ``fusion.py`` (first MLP layer or affine
+        projection of the expert outputs computed once per step)."""
+        mods, keys = self.modality_keys, self.score_keys
+        num_entities = experts[mods[0]].shape[0]
+        flat = {k: experts[k].reshape(-1, experts[k].shape[-1]) for k in mods}  # [E·K, d], rows (e, k)
+        projected = hidden = None
         if self.options.fusion_projection == "linear":
-            projected = self.entity_fusion.project_experts(experts)
-        keys = self.score_keys
+            projected = self._cached("projected", lambda: self.entity_fusion.project_experts(experts))
+        else:
+            hidden = self._cached("hidden", lambda: self.entity_fusion.first_layer(experts))
 
         def score_group(tau_u, *query_rows):
-            candidates = self._candidates(experts, logits, tau_u, projected)
-            return torch.stack([q @ candidates[k].T for k, q in zip(keys, query_rows)], dim=1)
+            gate_values = {k: gates(logits[k], tau_u) for k in mods}  # [E, K] each
+            out = []
+            for k, q in zip(mods, query_rows):
+                per_expert = (q @ flat[k].T).view(q.shape[0], num_entities, -1)  # [n, E, K]
+                out.append((per_expert * gate_values[k]).sum(-1))
+            q = query_rows[-1]
+            if projected is not None:
+                stacked = torch.stack([gate_values[k] for k in mods], dim=1)
+                fused, _ = self.entity_fusion.fuse_mixtures(*projected, stacked)
+                out.append(q @ fused.T)
+            else:
+                stacked = torch.stack([gate_values[k] for k in mods], dim=1)  # [E, M, K]
+                out.append(self.entity_fusion.score_mlp_mixtures(q, hidden, stacked))
+            return torch.stack(out, dim=1)
 
         recompute = self.options.recompute_candidates and torch.is_grad_enabled() and self.training
 
