@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from momok import evaluation
 from momok.errors import MomokError
 from momok.evaluation import (
     FilterIndex,
@@ -157,7 +158,10 @@ def test_filter_index_rejects_bad_input():
 # ---------------------------------------------------------------- filtered_ranks
 
 
-def test_filtered_ranks_match_reference_with_ties():
+@pytest.mark.parametrize("block_elements", [2**20, 7 * E, E // 2])
+def test_filtered_ranks_match_reference_with_ties(monkeypatch, block_elements):
+    """Also when a CPU batch is ranked in blocks of rows (7 rows, and one row at a time)."""
+    monkeypatch.setattr(evaluation, "CPU_BLOCK_ELEMENTS", block_elements)
     generator = torch.Generator().manual_seed(3)
     batch = 40
     scores = torch.randint(0, 3, (batch, E), generator=generator).float()
