@@ -97,7 +97,7 @@ def test_per_query_train_matches_einsum_with_same_masks():
     torch.manual_seed(123)
     x = F.dropout(_bn_train(scorer.bn0, heads), p0, True)
     cores = torch.einsum("bi,ijk->bjk", table[relations], scorer.core)
-    cores = F.dropout(cores, p1, True)
+    cores = cores * (torch.rand(cores.shape) >= p1) / (1 - p1)  # keep with probability 1 - p1
     hidden = torch.einsum("bjk,bj->bk", cores, x)
     q = F.dropout(_bn_train(scorer.bn1, hidden), p2, True)
     torch.testing.assert_close(scores, q @ candidates.T, rtol=1e-5, atol=1e-5)

@@ -145,12 +145,21 @@ class TuckerScorer(nn.Module):
         return F.dropout(self.bn1(hidden), self.hidden_dropout2, self.training)
 
     def _per_query(self, x: torch.Tensor, cores: torch.Tensor, inverse: torch.Tensor, p: float) -> torch.Tensor:
-        """Exact TuckER hidden dropout: an independent mask on each query's copy of ``W_r``, in chunks."""
+        """Exact TuckER hidden dropout: an independent mask on each query's copy of ``W_r``, in chunks.
+
+        The mask is drawn as ``uniform >= p`` scaled by ``1/(1-p)`` in one float buffer (keep probability
+        1-p to float32 resolution, 2**-24), about twice as fast on a CPU as ``F.dropout``'s Bernoulli
+        sampling over the same ``[chunk, d, d]`` entries; it draws from torch's global generator, as
+        ``F.dropout`` does.
+        """
         d = self.entity_dim
         chunk = max(1, self.core_chunk_elements // (d * d))
+        scale = 1.0 / (1.0 - p)
         out = []
         for start in range(0, x.shape[0], chunk):
             stop = start + chunk
-            per_query_cores = F.dropout(cores[inverse[start:stop]], p, True)
-            out.append(torch.bmm(x[start:stop].unsqueeze(1), per_query_cores).squeeze(1))
+            per_query_cores = cores[inverse[start:stop]]
+            mask = torch.rand(per_query_cores.shape, dtype=per_query_cores.dtype, device=per_query_cores.device)
+            mask.ge_(p).mul_(scale)
+            out.append(torch.bmm(x[start:stop].unsqueeze(1), per_query_cores * mask).squeeze(1))
         return torch.cat(out)
