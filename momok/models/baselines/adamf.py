@@ -52,8 +52,7 @@ import torch
 from torch import nn
 
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import (KGEModel, as_complex, l2_distance_all, nssa_loss, pykeen_interaction,
-                                        rotate_l1)
+from momok.models.baselines.kge import KGEModel, RotationScoring, as_complex, nssa_loss, pykeen_interaction
 from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities, uniform_linear
 from momok.models.registry import BuildContext, register
 
@@ -123,7 +122,7 @@ class Generator(nn.Module):
         return self.net(torch.cat([noise, structure], dim=-1))
 
 
-class AdaMF(KGEModel):
+class AdaMF(RotationScoring, KGEModel):
     """RotatE over the adaptively fused entity embeddings, optionally with MAT (module docstring)."""
 
     def __init__(self, options: AdaMFOptions, context: BuildContext):
@@ -167,22 +166,6 @@ class AdaMF(KGEModel):
         if ids is None:
             return as_complex(self._table.get(self, lambda: self.joint_rows(None)))
         return as_complex(self.joint_rows(ids))
-
-    def relation_rows(self, ids):
-        phase = self.phase[ids]
-        return torch.complex(torch.cos(phase), torch.sin(phase))
-
-    def penalty_rows(self, heads, relations, tails):
-        return [self.entity[heads], self.entity[tails]]
-
-    def interact(self, h, r, t):
-        return rotate_l1(h, r, t) if self.options.p == 1 else self.interaction(h, r, t)
-
-    def score_all_rows(self, h, r, table):
-        if self.options.p == 2:
-            q = h * r
-            return -l2_distance_all(torch.cat([q.real, q.imag], -1), torch.cat([table.real, table.imag], -1))
-        return super().score_all_rows(h, r, table)
 
     def diagnostics(self, heads, relations):
         return {"alpha": self.fuse(self.modality_parts(heads))[1]}

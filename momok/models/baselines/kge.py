@@ -454,19 +454,9 @@ class ComplEx(KGEModel):
         return q.real @ table.real.T + q.imag @ table.imag.T
 
 
-class RotatE(KGEModel):
-    """``h∘r`` rotates h by unit-modulus ``r = exp(iθ)``; init as the official code (entities uniform
-    ±(γ+2)/d, phases uniform in ±π)."""
-
-    def __init__(self, options: RotatEOptions, context: BuildContext):
-        super().__init__(options, context)
-        bound = (options.margin + 2.0) / options.dim
-        self.entity = _uniform((context.num_entities, 2 * options.dim), bound, context.generator)
-        self.phase = _uniform((2 * context.num_relations, options.dim), math.pi, context.generator)
-        self.interaction = pykeen_interaction("RotatEInteraction")
-
-    def entity_rows(self, ids):
-        return as_complex(self.entity if ids is None else self.entity[ids])
+class RotationScoring:
+    """RotatE's scoring hooks for a :class:`KGEModel` with a ``phase`` table, an ``entity`` table and
+    ``options.p`` (shared by RotatE and AdaMF, whose score function is RotatE's)."""
 
     def relation_rows(self, ids):
         phase = self.phase[ids]
@@ -483,6 +473,22 @@ class RotatE(KGEModel):
             q = h * r
             return -l2_distance_all(torch.cat([q.real, q.imag], -1), torch.cat([table.real, table.imag], -1))
         return super().score_all_rows(h, r, table)
+
+
+class RotatE(RotationScoring, KGEModel):
+    """``h∘r`` rotates h by unit-modulus ``r = exp(iθ)``; init as the official code (entities uniform
+    ±(γ+2)/d, phases uniform in ±π)."""
+
+    def __init__(self, options: RotatEOptions, context: BuildContext):
+        super().__init__(options, context)
+        bound = (options.margin + 2.0) / options.dim
+        self.entity = _uniform((context.num_entities, 2 * options.dim), bound, context.generator)
+        self.phase = _uniform((2 * context.num_relations, options.dim), math.pi, context.generator)
+        self.interaction = pykeen_interaction("RotatEInteraction")
+
+    def entity_rows(self, ids):
+        return as_complex(self.entity if ids is None else self.entity[ids])
+
 
 
 class PairRE(KGEModel):
