@@ -203,6 +203,25 @@ def read_history(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def train_until_interrupted(config, out: Path, monkeypatch) -> None:
+    """Run ``train`` and interrupt it (Ctrl-C) as soon as the history of its second epoch is written,
+    before that epoch's checkpoint: ``checkpoint/last.pt`` then holds epoch 1."""
+    import momok.training as training
+
+    original, calls = training._write_history, {"n": 0}
+
+    def interrupt_at_second_epoch(run_dir, rows):
+        original(run_dir, rows)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_write_history", interrupt_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, progress=False)
+    monkeypatch.setattr(training, "_write_history", original)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tests
 
@@ -330,30 +349,14 @@ def test_same_seed_gives_identical_metrics(tmp_path, kg):
     {"model": {"estimator": True, "dropout": 0.2}, "training": {"lr_schedule": "exponential", "lr_decay": 0.7}},
     {"model": {"use_labels": True}, "training": {"label_batching": True, "lr_schedule": "cosine", "grad_clip": 0.5}},
 ])
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, kg, changes):
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, kg, changes, monkeypatch):
     straight = train(load_config(write_config(tmp_path / "c.yaml", kg, **changes)), tmp_path / "straight",
                      progress=False)
     # the same run stopped after 2 of its 4 epochs (its config then had epochs: 2 ... but a resumed
     # run must use the same config, so stop it by an interruption instead)
     config_path = write_config(tmp_path / "c.yaml", kg, **changes)
     config = load_config(config_path)
-    import momok.training as training
-
-    calls = {"n": 0}
-    original = training._write_history
-
-    def interrupt_after_two_epochs(out, history):
-        original(out, history)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    training._write_history = interrupt_after_two_epochs
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "resumed", progress=False)
-    finally:
-        training._write_history = original
+    train_until_interrupted(config, tmp_path / "resumed", monkeypatch)
     assert not (tmp_path / "resumed/metrics.json").exists()
     assert torch.load(tmp_path / "resumed/checkpoint/last.pt", weights_only=False)["loop"]["epoch"] == 1
     with pytest.raises(ConfigError, match="--resume"):
@@ -511,9 +514,8 @@ def momok_config(path: Path, dataset: Path, **model) -> Path:
         "exid_weight": 0.01, **model}, training={"epochs": 3, "batch_size": 64, "lr": 0.01})
 
 
-def test_momok_resumes_exactly_and_evaluate_reproduces_it(tmp_path, small_toy):
+def test_momok_resumes_exactly_and_evaluate_reproduces_it(tmp_path, small_toy, monkeypatch):
     from momok.evaluate_run import evaluate_checkpoint
-    import momok.training as training
 
     config = load_config(momok_config(tmp_path / "c.yaml", small_toy, club_pairs="random"))
     straight = train(config, tmp_path / "straight", progress=False)
@@ -521,20 +523,7 @@ def test_momok_resumes_exactly_and_evaluate_reproduces_it(tmp_path, small_toy):
     history = read_history(tmp_path / "straight")
     assert float(history[0]["estimator_loss"]) != 0.0  # the CLUB estimators were trained
 
-    original, calls = training._write_history, {"n": 0}
-
-    def interrupt_after_two_epochs(out, rows):
-        original(out, rows)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    training._write_history = interrupt_after_two_epochs
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "resumed", progress=False)
-    finally:
-        training._write_history = original
+    train_until_interrupted(config, tmp_path / "resumed", monkeypatch)
     resumed = train(config, tmp_path / "resumed", resume=True, progress=False)
     assert numbers(resumed) == numbers(straight)
     assert evaluate_checkpoint(tmp_path / "straight", "test") == straight["test"]
