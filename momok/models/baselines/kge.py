@@ -137,6 +137,9 @@ class KGEOptions:
             raise ValueError("chunk_elements must be at least 1")
         if tuple(self.modalities) != ("structure",):
             raise ValueError(f"a uni-modal model uses modalities [structure] only, got {list(self.modalities)}")
+        p = getattr(self, "p", None)  # the distance norm of the models that have one (TransE, RotatE, PairRE)
+        if p is not None and p not in (1, 2):
+            raise ValueError(f"p must be 1 or 2, got {p}")
 
 
 @dataclass
@@ -153,11 +156,6 @@ class TransEOptions(KGEOptions):
     normalize_entities: bool = True
     """Use unit-L2-norm entity vectors (the paper renormalises them before each step; here the
     normalisation is part of the forward pass, which gives the same scores)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
 
 
 @dataclass
@@ -203,11 +201,6 @@ class RotatEOptions(KGEOptions):
     """1: sum over coordinates of the complex modulus ``|h_k r_k - t_k|`` (the official code); 2: the
     L2 norm of the complex vector (PyKEEN's ``RotatEInteraction``)."""
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
-
 
 @dataclass
 class PairREOptions(KGEOptions):
@@ -220,11 +213,6 @@ class PairREOptions(KGEOptions):
     adversarial_temperature: float = 1.0
     p: int = 1
     """Norm of the distance (the paper: 1)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
 
 
 # ---------------------------------------------------------------------------------------------
