@@ -48,6 +48,8 @@ from momok.data.datasets import load_dataset  # noqa: E402
 from momok.evaluation import FilterIndex, collect_ranks, filtered_ranks  # noqa: E402
 from momok.models.base import TrainBatch  # noqa: E402
 from momok.models.momok import MoMoK, MoMoKOptions  # noqa: E402
+from momok.training import adam  # noqa: E402
+from momok.utils import reuse_freed_memory  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 REPO_ROOT = SCRIPT.parents[1]
@@ -89,6 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--reference-queries", type=int, default=1024,
                         help="queries the reference evaluation ranks (extrapolated to the whole split)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: momok.utils.reuse_freed_memory(), as the "
+                             "momok command does, in every child, fast and reference alike)")
     parser.add_argument("--child", choices=["matmul", "baseline", "train", "eval"], help=argparse.SUPPRESS)
     parser.add_argument("--impl", choices=["fast", "reference"], default="fast", help=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=list(PRESETS), default="paper", help=argparse.SUPPRESS)
@@ -180,8 +185,8 @@ def child_train(args, device) -> dict:
     data, model = build(args, device)
     model.train()
     estimator_ids = {id(p) for p in model.estimator_parameters()}
-    optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in estimator_ids], lr=5e-4)
-    estimator_optimizer = torch.optim.Adam(model.estimator_parameters(), lr=5e-4) if estimator_ids else None
+    optimizer = adam([p for p in model.parameters() if id(p) not in estimator_ids], lr=5e-4)  # the trainer's Adam
+    estimator_optimizer = adam(model.estimator_parameters(), lr=5e-4) if estimator_ids else None
     if args.impl == "fast":
         loss_fn = lambda batch: model.loss(batch)[0]  # noqa: E731
         estimator_fn = model.estimator_loss
@@ -303,6 +308,8 @@ def child_eval(args, device) -> dict:
 
 
 def child(args) -> None:
+    if not args.system_malloc:
+        reuse_freed_memory()
     device = common.setup_device(args.device, args.threads, args.tf32)
     if args.child == "matmul":
         result = common.matmul_rate(device)
@@ -324,7 +331,8 @@ def passthrough(args) -> list[str]:
            "--eval-batch-size", str(args.eval_batch_size), "--reference-queries", str(args.reference_queries),
            "--seed", str(args.seed)]
     return out + [flag for flag, on in (("--tf32", args.tf32), ("--bf16", args.bf16),
-                                        ("--full-epoch", args.full_epoch)) if on]
+                                        ("--full-epoch", args.full_epoch),
+                                        ("--system-malloc", args.system_malloc)) if on]
 
 
 def main(argv=None) -> int:
@@ -333,7 +341,9 @@ def main(argv=None) -> int:
         child(args)
         return 0
     base = passthrough(args)
-    print(f"# bench_momok on {args.device}, {args.threads} threads, torch {torch.__version__}; {common.load_average()}")
+    malloc = "system malloc" if args.system_malloc else "malloc keeps freed memory (momok.utils.reuse_freed_memory)"
+    print(f"# bench_momok on {args.device}, {args.threads} threads, torch {torch.__version__}, {malloc}; "
+          f"{common.load_average()}")
     rate = common.run_child(SCRIPT, base + ["--child", "matmul"])
     peak = rate["median_gflops"]
     print(f"matmul float32 {rate['size']}^2: median {peak:.1f} GFLOP/s (best {rate['best_gflops']:.1f})")

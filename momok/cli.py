@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from momok.errors import MomokError
+    from momok.utils import reuse_freed_memory
+
+    reuse_freed_memory()
 
     try:
         return int(args._run(args) or 0)

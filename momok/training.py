@@ -198,14 +198,22 @@ def training_queries(train: torch.Tensor, num_relations: int, *, distinct: bool)
     return queries[first.sort().values]
 
 
+def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """torch's Adam, fused (one kernel over all parameters per step) where their device supports it:
+    on the benchmark CPU 0.06 s instead of 0.19 s per step for MoMoK's 110 M parameters."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 def make_optimisers(config: RunConfig, model: LinkPredictor):
     """The model's Adam (without estimator parameters), the estimator's Adam (or None), the schedule."""
     estimator = list(model.estimator_parameters())
     estimator_ids = {id(p) for p in estimator}
     main = [p for p in model.parameters() if p.requires_grad and id(p) not in estimator_ids]
     t = config.training
-    optimiser = torch.optim.Adam(main, lr=t.lr, weight_decay=t.weight_decay)
-    estimator_optimiser = torch.optim.Adam(estimator, lr=t.estimator_lr) if estimator else None
+    optimiser = adam(main, t.lr, t.weight_decay)
+    estimator_optimiser = adam(estimator, t.estimator_lr) if estimator else None
     if t.lr_schedule == "exponential":
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=t.lr_decay)
     elif t.lr_schedule == "cosine":

@@ -169,11 +169,23 @@ def test_filtered_ranks_match_reference_with_ties(monkeypatch, block_elements):
     known = torch.rand(batch, E, generator=generator) < 0.3
     known[::2, :] |= torch.nn.functional.one_hot(targets, E).bool()[::2]  # half the targets are known answers
     ranks = filtered_ranks(scores, targets, known)
+    as_pairs = filtered_ranks(scores, targets, known.nonzero(as_tuple=True))
+    assert all(torch.equal(a, b) for a, b in zip(ranks, as_pairs))
     for row in range(batch):
         filtered = set(known[row].nonzero().flatten().tolist())
         expected = reference_rank(scores[row].tolist(), int(targets[row]), filtered)
         assert (float(ranks.optimistic[row]), float(ranks.pessimistic[row]), float(ranks.realistic[row])) == expected
     assert ranks.realistic.dtype.is_floating_point
+
+
+def test_sign_counting_equals_comparisons():
+    """The two counting kernels of filtered_ranks agree on floats with ties (the ranking picks one)."""
+    generator = torch.Generator().manual_seed(5)
+    scores = torch.randn(30, E, generator=generator).round(decimals=1)  # many ties
+    target_scores = scores[torch.arange(30), torch.randint(0, E, (30,), generator=generator)].unsqueeze(1)
+    by_sign = evaluation._count_by_sign(scores, target_scores)
+    by_comparison = evaluation._count_by_comparison(scores, target_scores)
+    assert all(torch.equal(a, b) for a, b in zip(by_sign, by_comparison))
 
 
 def test_target_is_never_filtered():

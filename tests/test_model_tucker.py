@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from momok.models.core_dropout import keep_mask
 from momok.models.tucker import CORE_DROPOUT_MODES, RelationGroups, TuckerScorer, grouped_matmul
 
 D, DR, B, E, NREL = 6, 5, 12, 9, 4
@@ -93,18 +94,20 @@ def test_per_query_train_matches_einsum_with_same_masks():
     groups = RelationGroups.of(relations)
     torch.manual_seed(123)
     scores = scorer(heads, table[groups.relations], groups) @ candidates.T
-    # reference: the per-query formula, masks drawn in the same order (input, core [B, d, d], output)
+    # reference: the per-query formula, masks drawn in the same order (input, core [B, d, d] for the
+    # queries in relation-group order, output)
     torch.manual_seed(123)
     x = F.dropout(_bn_train(scorer.bn0, heads), p0, True)
     cores = torch.einsum("bi,ijk->bjk", table[relations], scorer.core)
-    cores = cores * (torch.rand(cores.shape) >= p1) / (1 - p1)  # keep with probability 1 - p1
+    mask, scale = keep_mask((B, D, D), p1)
+    cores = cores * mask[groups.restore] * scale
     hidden = torch.einsum("bjk,bj->bk", cores, x)
     q = F.dropout(_bn_train(scorer.bn1, hidden), p2, True)
     torch.testing.assert_close(scores, q @ candidates.T, rtol=1e-5, atol=1e-5)
 
 
-def test_per_query_chunks_are_independent_masks():
-    """Chunked per-query dropout: a query's mask differs from another query's with the same core."""
+def test_per_query_masks_are_independent():
+    """A query's mask differs from another query's with the same core, also across chunks."""
     scorer = TuckerScorer(D, DR, input_dropout=0, hidden_dropout1=0.5, hidden_dropout2=0, batch_norm=False,
                           core_dropout="per_query", core_chunk_elements=D * D * 2)
     heads = torch.randn(1, D).expand(8, D)

@@ -21,9 +21,8 @@ The hidden dropout on ``W_r`` is the only part that is per query in TuckER (each
 ``d × d`` mask). ``core_dropout`` selects how it is applied while training (identical at inference):
 
 * ``per_query``: exact TuckER and the authors' code: every query gets an independent Bernoulli mask on
-  its own copy of ``W_r``. Done in chunks of queries so that at most ``core_chunk_elements`` mask entries
-  exist at once (memory bounded), in query order: one chunk draws exactly what one
-  ``F.dropout`` over the ``[B, d, d]`` stack of per-query cores would draw.
+  its own copy of ``W_r`` (``core_dropout.py``: a ``bool [B, d, d]`` mask and cache-sized chunks of at
+  most ``core_chunk_elements`` masked core entries; no float ``[B, d, d]`` tensor).
 * ``per_relation``: one mask per distinct relation in the batch, shared by that relation's queries
   (``U·d²`` random numbers; correlated noise within a relation group).
 * ``output``: dropout on the ``d`` outputs of ``e_h W_r`` instead of on the ``d²`` core entries
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from momok.models.core_dropout import per_query_core_dropout
 
 CORE_DROPOUT_MODES = ("per_query", "per_relation", "output", "gaussian")
 
@@ -97,7 +98,7 @@ class TuckerScorer(nn.Module):
         hidden_dropout2: float = 0.5,
         batch_norm: bool = True,
         core_dropout: str = "per_query",
-        core_chunk_elements: int = 1 << 24,
+        core_chunk_elements: int = 1 << 19,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -121,18 +122,23 @@ class TuckerScorer(nn.Module):
         d = self.entity_dim
         return (relation_embeddings @ self.core.reshape(self.relation_dim, d * d)).reshape(-1, d, d)
 
-    def forward(self, heads: torch.Tensor, relations: torch.Tensor, groups: RelationGroups) -> torch.Tensor:
+    def forward(
+        self, heads: torch.Tensor, relations: torch.Tensor | None, groups: RelationGroups,
+        cores: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Query vectors ``[B, d]``.
 
         heads: ``[B, d]`` head embeddings, one per query; relations: ``[U, d_r]`` embeddings of the
-        distinct relations ``groups.relations`` (row u belongs to group u).
+        distinct relations ``groups.relations`` (row u belongs to group u), or None with ``cores``,
+        their already contracted cores ``[U, d, d]`` (:meth:`contract`).
         """
         x = F.dropout(self.bn0(heads), self.input_dropout, self.training)
-        cores = self.contract(relations)
+        if cores is None:
+            cores = self.contract(relations)
         p = self.hidden_dropout1
         noisy = self.training and p > 0
         if noisy and self.core_dropout == "per_query":
-            hidden = self._per_query(x, cores, groups.inverse, p)
+            hidden = per_query_core_dropout(x, cores, groups, p, self.core_chunk_elements)
         else:
             if noisy and self.core_dropout == "per_relation":
                 cores = F.dropout(cores, p, True)
@@ -143,23 +149,3 @@ class TuckerScorer(nn.Module):
                 variance = grouped_matmul(x.square(), cores.square(), groups) * (p / (1 - p))
                 hidden = hidden + variance.clamp_min(1e-20).sqrt() * torch.randn_like(hidden)
         return F.dropout(self.bn1(hidden), self.hidden_dropout2, self.training)
-
-    def _per_query(self, x: torch.Tensor, cores: torch.Tensor, inverse: torch.Tensor, p: float) -> torch.Tensor:
-        """Exact TuckER hidden dropout: an independent mask on each query's copy of ``W_r``, in chunks.
-
-        The mask is drawn as ``uniform >= p`` scaled by ``1/(1-p)`` in one float buffer (keep probability
-        1-p to float32 resolution, 2**-24), about twice as fast on a CPU as ``F.dropout``'s Bernoulli
-        sampling over the same ``[chunk, d, d]`` entries; it draws from torch's global generator, as
-        ``F.dropout`` does.
-        """
-        d = self.entity_dim
-        chunk = max(1, self.core_chunk_elements // (d * d))
-        scale = 1.0 / (1.0 - p)
-        out = []
-        for start in range(0, x.shape[0], chunk):
-            stop = start + chunk
-            per_query_cores = cores[inverse[start:stop]]
-            mask = torch.rand(per_query_cores.shape, dtype=per_query_cores.dtype, device=per_query_cores.device)
-            mask.ge_(p).mul_(scale)
-            out.append(torch.bmm(x[start:stop].unsqueeze(1), per_query_cores * mask).squeeze(1))
-        return torch.cat(out)
