@@ -20,22 +20,23 @@ Forward pass for a batch of B queries ``(h, r)`` (r over ``0..2R-1``; ``r + R`` 
 5. Candidates. Without candidate relation guidance (the authors) every entity is encoded once per step
    with τ = 1 and scores are ``q^m @ C^m^T``. With guidance (the paper) candidate ``e`` is encoded as
    ``Σ_k softmax(logits_e / τ_r)_k h_{e,k}`` under the query's relation: queries are grouped by relation
-   and each distinct relation u is scored without materialising its ``[E, dim]`` candidate encodings:
-   for a modality, ``q·Σ_k g_k h_k = Σ_k g_k (q·h_k)`` (one ``[n_u, d] @ [d, E·K]`` matmul, then the
-   gates); for the joint modality the fusion is factorised (``fusion.py``): with the paper's MLP
-   ``P_m`` its first layer is applied to the K expert outputs once per step, each relation then costs
-   the gate mixing ``E·M·K·d`` plus one ``[n_u, d] @ [d, E]`` matmul per modality, and the second layer
-   is folded into the queries; with an affine ``P_m`` the projected experts are mixed directly.
+   and each distinct relation u is scored in turn: for a modality, its ``[E, dim]`` candidate encodings
+   (one pass of gate mixing over the expert outputs) and one ``[n_u, d] @ [d, E]`` matmul; for the
+   joint modality the fusion is factorised (``fusion.py``), never materialising the joint candidates:
+   with the paper's MLP ``P_m`` its first layer is applied to the K expert outputs once per step, each
+   relation then costs the gate mixing ``E·M·K·d`` plus one ``[n_u, d] @ [d, E]`` matmul per modality,
+   and the second layer is folded into the queries; with an affine ``P_m`` the projected experts are
+   mixed directly.
    Example, MKG-Y (E = 15k, about 40 distinct relations per batch of 1024, d = 300, M = 3, K = 3):
    pushing every relation's candidates through the MLP would cost ≈ 40·15k·3·2·300² ≈ 3.2e11
    multiply-adds per forward; the factorised form ≈ 15k·9·300² (first layer, once) + 40·15k·9·300
    (mixing) ≈ 1.4e10. With ``recompute_candidates`` (default) each relation group's scores are
    recomputed in the backward pass instead of stored, so activation memory is the ``[B, E]`` score
    matrices plus one relation's intermediates, not U·E·d·(M+1) floats. The per-relation gate mixing
-   and the per-group accumulation of entity-sized gradients are memory-bound: on a loaded 2-core CPU
-   the factorised form measured no faster than pushing every relation's candidates through the MLP
-   (benchmarks/README.md, where all measured speeds are). In eval mode without autograd the
-   entity-side tables are computed once and reused across evaluation batches (``_cached``).
+   and the per-group accumulation of entity-sized gradients are memory-bound passes over ``[E, K, d]``
+   tables, the largest cost of this preset (benchmarks/README.md, where all measured speeds are). In
+   eval mode without autograd the entity-side tables and every relation's contracted cores are
+   computed once and reused across evaluation batches (``_cached``).
 
 Loss (``loss``): per score m ∈ {s, v, t, j} (enabled ones), softmax cross-entropy of the 1-N scores
 against the answer (batch mean; the batch already holds the inverse queries, so this is the paper's
@@ -377,7 +378,7 @@ class MoMoK(LinkPredictor):
         left from an evaluation is dropped, so that it does not hold memory during training)."""
         if not self._caching():
             if self._eval_cache:
-                self._eval_cache, self._eval_cache_key = {}, None
+                self.clear_cache()
             return compute()
         key = tuple((t.data_ptr(), t._version) for t in itertools.chain(self.parameters(), self.buffers()))
         if key != self._eval_cache_key:
@@ -400,6 +401,10 @@ class MoMoK(LinkPredictor):
         rel = {k: self.relation_embeddings[k][ids] for k in self.modality_keys}
         rel[JOINT], _ = self.relation_fusion(rel)
         return {k: self.scorers[k].contract(rel[k]) for k in self.score_keys}
+
+    def clear_cache(self) -> None:
+        """Drop the evaluation tables of :meth:`_cached` (they are rebuilt on the next evaluation batch)."""
+        self._eval_cache, self._eval_cache_key = {}, None
 
     def _forward(self, heads: torch.Tensor, relations: torch.Tensor):
         """Scores ``[B, E]`` per key of ``score_keys`` and the heads' expert outputs (for ExID)."""
@@ -442,14 +447,13 @@ class MoMoK(LinkPredictor):
         return out
 
     def _guided_scores(self, queries, experts, logits, tau, groups: RelationGroups) -> dict[str, torch.Tensor]:
-        """Relation-guided candidates, one relation group at a time, never materialising the ``[E, d]``
-        candidate encodings of the modalities: since the gates sum to one, a query scores candidate e
-        as ``Σ_k g_k(e, u) (q · h_k(e))``, one ``[n_u, d] @ [d, E·K]`` matmul per modality and group; the
-        joint candidates go through the factorised fusion of ``fusion.py`` (first MLP layer or affine
-        projection of the expert outputs computed once per step)."""
+        """Relation-guided candidates, one relation group at a time: each modality's ``[E, d]`` candidate
+        encodings under relation u (the gate mixture ``Σ_k g_k(e, u) h_k(e)``, one pass over the expert
+        outputs) and one ``[n_u, d] @ [d, E]`` matmul; the joint candidates go through the factorised
+        fusion of ``fusion.py`` (first MLP layer or affine projection of the expert outputs computed once
+        per step). Measured on MKG-Y sizes, mixing first is ~1.5x faster forward and backward than scoring
+        the K experts and mixing the scores (``[n_u, d] @ [d, E·K]``, K times the products)."""
         mods, keys = self.modality_keys, self.score_keys
-        num_entities = experts[mods[0]].shape[0]
-        flat = {k: experts[k].reshape(-1, experts[k].shape[-1]) for k in mods}  # [E·K, d], rows (e, k)
         projected = hidden = None
         if self.options.fusion_projection == "linear":
             projected = self._cached("projected", lambda: self.entity_fusion.project_experts(experts))
@@ -460,8 +464,7 @@ class MoMoK(LinkPredictor):
             gate_values = {k: gates(logits[k], tau_u) for k in mods}  # [E, K] each
             out = []
             for k, q in zip(mods, query_rows):
-                per_expert = (q @ flat[k].T).view(q.shape[0], num_entities, -1)  # [n, E, K]
-                out.append((per_expert * gate_values[k]).sum(-1))
+                out.append(q @ mix(gate_values[k], experts[k]).T)  # candidates [E, d] under relation u
             q = query_rows[-1]
             if projected is not None:
                 stacked = torch.stack([gate_values[k] for k in mods], dim=1)
@@ -487,7 +490,7 @@ class MoMoK(LinkPredictor):
         keys = self.score_keys if self.options.joint_training else [JOINT]
         if self.options.joint_score == "sum":
             return sum(scores[k] for k in keys)
-        return torch.stack([torch.sigmoid(scores[k]) for k in keys]).mean(0)
+        return sum(torch.sigmoid(scores[k]) for k in keys) / len(keys)  # no [S, B, E] stack
 
     def scores(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         """Scores ``[B, E]``: one per enabled modality ("s", "v", "t"), "j", and the ranking score "joint"."""
