@@ -163,7 +163,7 @@ def filtered_ranks(
     """Filtered ranks of ``targets`` in each row of ``scores`` (higher score = better).
 
     scores: ``[B, E]`` floats; targets: ``LongTensor[B]``, the true answer of each row;
-    known: the known answers to filter out, a ``BoolTensor[B, E]`` or ``(rows, columns)`` index pairs
+    known: the known answers to filter out, a ``BoolTensor[B, E]`` or distinct ``(rows, columns)`` index pairs
     (:meth:`FilterIndex.known_pairs`). The target is never filtered out, whether or not ``known``
     marks it. Raises :class:`NaNScoreError` when ``scores`` holds a NaN.
 

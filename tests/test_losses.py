@@ -21,6 +21,7 @@ def test_smoothed_bce_matches_dense_target(spread):
     expected = F.binary_cross_entropy_with_logits(scores, target)
     got = smoothed_bce(scores, labels, eps)
     torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(smoothed_bce(scores, labels.nonzero(as_tuple=True), eps), expected)
     grad_out = torch.tensor(2.5, dtype=torch.float64)
     torch.testing.assert_close(torch.autograd.grad(got, scores, grad_out)[0],
                                torch.autograd.grad(expected, scores, grad_out)[0])

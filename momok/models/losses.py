@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 class _SmoothedBCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, labels, smoothing: float):
+    def forward(ctx, scores, label_rows, label_columns, smoothing: float):
         n_entities = scores.shape[-1]
-        where = labels.nonzero(as_tuple=True)
+        where = (label_rows, label_columns)
         # softplus(x) = max(x, 0) + log(1 + exp(-|x|)); torch's log1p is not vectorised on a CPU (4x slower),
         # and log(1 + a) for a in (0, 1] is within float rounding of it after the sum
         total = torch.relu(scores).sum() + scores.abs().neg_().exp_().add_(1.0).log_().sum()
@@ -35,11 +35,19 @@ class _SmoothedBCE(torch.autograd.Function):
         scores, *where = ctx.saved_tensors
         out = torch.sigmoid(scores).sub_(1.0 / scores.shape[-1])
         out.index_put_(tuple(where), out.new_tensor(-(1.0 - ctx.smoothing)), accumulate=True)
-        return out.mul_(grad / scores.numel()), None, None
+        return out.mul_(grad / scores.numel()), None, None, None
 
 
-def smoothed_bce(scores: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean BCE of ``sigmoid(scores)`` against ``(1 − smoothing)·labels + 1/E``; labels ``bool [B, E]``."""
-    if labels.dtype != torch.bool or labels.shape != scores.shape:
-        raise ValueError(f"labels must be a bool tensor of the scores' shape {tuple(scores.shape)}")
-    return _SmoothedBCE.apply(scores, labels, smoothing)
+def smoothed_bce(
+    scores: torch.Tensor, labels: torch.Tensor | tuple[torch.Tensor, torch.Tensor], smoothing: float
+) -> torch.Tensor:
+    """Mean BCE of ``sigmoid(scores)`` against ``(1 − smoothing)·labels + 1/E``; labels ``bool [B, E]``
+    or their distinct ``(rows, columns)`` index pairs (``labels.nonzero(as_tuple=True)``, to share
+    between several score matrices of one batch)."""
+    if isinstance(labels, torch.Tensor):
+        if labels.dtype != torch.bool or labels.shape != scores.shape:
+            raise ValueError(f"labels must be a bool tensor of the scores' shape {tuple(scores.shape)} "
+                             "or (rows, columns) index pairs")
+        labels = labels.nonzero(as_tuple=True)
+    rows, columns = labels
+    return _SmoothedBCE.apply(scores, rows, columns, smoothing)

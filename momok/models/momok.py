@@ -508,7 +508,7 @@ class MoMoK(LinkPredictor):
         if self.options.loss == "bce":
             if batch.labels is None:
                 raise ValueError("model.loss 'bce' needs TrainBatch.labels (needs_labels() is True)")
-            labels = batch.labels.bool()
+            labels = batch.labels.bool().nonzero(as_tuple=True)  # shared by the scores' losses
         parts, total = {}, 0.0
         for k in trained:
             if self.options.loss == "softmax_ce":
