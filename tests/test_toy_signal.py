@@ -1,17 +1,18 @@
 """The toy's planted signal is there for a multi-modal model: a short training of the full MoMoK model
-beats a random ranking by far and beats its structure-only variant (same budget, same seed).
+beats a random ranking by far and beats its structure-only variant (same budget, same seeds).
 
 The features are extracted from the toy's images and descriptions by the package's own feature code
 (frozen MobileNetV2 and all-MiniLM-L6-v2, offline weights), never from ``attributes.tsv``. Settings:
 200 entities, 4 relations, 1000 triples, one image per entity (``make_toy`` seed 0); dim 16, K = 2,
 lr 0.01, batch 256, 30 epochs, ``normalize_features: true`` (the authors' setting: with the raw
 MobileNetV2 features the image projection learns much more slowly). Test MRR of the joint score
-(filtered, realistic ties) measured when this test was written, toy seed 0, model seeds 0..4:
-full 0.210 / 0.187 / 0.196 / 0.214 / 0.197, structure-only 0.124 / 0.109 / 0.139 / 0.118 / 0.115
-(gaps 0.086 / 0.078 / 0.057 / 0.097 / 0.083); toy seed 1, model seeds 0..2: full 0.171 / 0.176 /
-0.181, structure-only 0.097 / 0.080 / 0.125 (gaps 0.074 / 0.096 / 0.056). The exact random-ranking
-MRR of this test set is 0.030. The test runs toy seed 0, model seed 0 and asserts a gap of at least
-``MARGIN``, well below the smallest gap seen (0.056), and at least 4x the random MRR.
+(filtered, realistic ties), toy seed 0, model seeds 0..7, measured with the current per-query core
+dropout: full 0.160 / 0.184 / 0.176 / 0.200 / 0.197 / 0.159 / 0.189 / 0.224, structure-only 0.144 /
+0.108 / 0.142 / 0.161 / 0.130 / 0.084 / 0.081 / 0.126 (gaps 0.016 / 0.076 / 0.034 / 0.039 / 0.067 / 0.076
+/ 0.108 / 0.098); with the earlier formulation of that dropout (same distribution, masks from torch's
+generator) gaps 0.068 / 0.049 / 0.085 / 0.105 / 0.020 / 0.022 / 0.081 / 0.061. A single seed's gap
+varies from 0.016 to 0.108, so the test averages model seeds 0..2 (mean gap 0.042) and asserts a mean
+gap of at least ``MARGIN`` and a mean full MRR of at least 4x the random MRR (exactly 0.030 here).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ TOY = {"entities": 200, "relations": 4, "triples": 1000, "max_images": 1}
 MODEL = {"name": "momok", "dim": 16, "relation_dim": 16, "num_experts": 2, "normalize_features": True}
 TRAINING = {"epochs": 30, "batch_size": 256, "lr": 0.01, "device": "cpu", "num_threads": 1}
 MARGIN = 0.02
-"""Asserted lead of the full model over structure-only in test MRR (smallest measured gap: 0.056)."""
+"""Asserted lead of the full model over structure-only in test MRR, mean over ``SEEDS`` (measured: 0.042)."""
+SEEDS = (0, 1, 2)
 
 
 
@@ -78,17 +80,20 @@ def test_full_momok_beats_random_and_structure_only_on_the_toy(tmp_path):
         extract_image_features(root, image, encoder="mobilenet_v2", weights=str(weights), device="cpu", progress=False)
         extract_text_features(root, text, model=str(minilm), device="cpu", progress=False)
 
-        def run(modalities: list[str]) -> dict:
+        def run(modalities: list[str], seed: int) -> dict:
             config = config_from_dict({
-                "seed": 0, "dataset": {"path": str(root)}, "features": {"image": str(image), "text": str(text)},
+                "seed": seed, "dataset": {"path": str(root)}, "features": {"image": str(image), "text": str(text)},
                 "model": {**MODEL, "modalities": modalities}, "training": TRAINING,
                 "evaluation": {"every": 5, "patience": None, "batch_size": 256},
                 "output": {"checkpoint_every": TRAINING["epochs"]}})
-            return train(config, tmp_path / "-".join(modalities), progress=False)
+            return train(config, tmp_path / f"{seed}-{'-'.join(modalities)}", progress=False)
 
-        metrics = run(["structure", "image", "text"])
-        full = metrics["test"]["joint"]["both"]["realistic"]["mrr"]
-        structure_only = run(["structure"])["test"]["joint"]["both"]["realistic"]["mrr"]
+        fulls, structure_onlys = [], []
+        for seed in SEEDS:
+            metrics = run(["structure", "image", "text"], seed)
+            fulls.append(metrics["test"]["joint"]["both"]["realistic"]["mrr"])
+            structure_onlys.append(run(["structure"], seed)["test"]["joint"]["both"]["realistic"]["mrr"])
+        full, structure_only = sum(fulls) / len(SEEDS), sum(structure_onlys) / len(SEEDS)
     finally:
         torch.set_num_threads(threads)
     # every modality's own score is reported, with the provenance of the features it used
@@ -96,7 +101,8 @@ def test_full_momok_beats_random_and_structure_only_on_the_toy(tmp_path):
     assert "mobilenet_v2" in metrics["feature_sources"]["image"]["encoder"]
     assert metrics["feature_sources"]["text"]["path"] == str(text)
     chance = random_ranking_mrr(load_dataset(root))
-    print(f"test MRR: full {full:.4f}, structure only {structure_only:.4f}, random {chance:.4f}")
+    print(f"test MRR, mean of seeds {SEEDS}: full {full:.4f} ({fulls}), structure only {structure_only:.4f} "
+          f"({structure_onlys}), random {chance:.4f}")
     assert 0.02 < chance < 0.04
     assert full > 4 * chance, (full, chance)
     assert full > structure_only + MARGIN, (full, structure_only)
