@@ -128,3 +128,35 @@ def test_factorised_linear_fusion_equals_fusing_the_mixtures():
     torch.testing.assert_close(alpha, direct_alpha)
     with pytest.raises(ValueError):
         AttentionFusion(keys, D, 4, kind="mlp").project_experts(experts)
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_guided_mlp_scores_equal_pushing_each_groups_candidates_through_the_mlp(adaptive):
+    """Values and every gradient, in float64, over several chunks of candidates (the last one partial)."""
+    keys, counts = ["s", "v", "t"], [2, 1, 3]
+    fusion = AttentionFusion(keys, D, 4, kind="mlp", adaptive=adaptive,
+                             generator=torch.Generator().manual_seed(0)).double()
+    g = torch.Generator().manual_seed(1)
+    experts = {k: torch.randn(N, K, D, generator=g, dtype=torch.float64, requires_grad=True) for k in keys}
+    # gates from a softmax: the factorisation uses Σ_k g_k = 1 (its derivative off that simplex differs)
+    gate_logits = torch.randn(len(counts), N, 3, K, generator=g, dtype=torch.float64, requires_grad=True)
+    gate_weights = torch.softmax(gate_logits, -1)
+    queries = torch.randn(sum(counts), 4, generator=g, dtype=torch.float64, requires_grad=True)
+    inputs = [queries, gate_logits, *experts.values(), *fusion.parameters()]
+
+    got = fusion.score_guided_mlp(queries, fusion.first_layer(experts), gate_weights, counts, entity_chunk=3)
+    rows, start = [], 0
+    for u, n in enumerate(counts):  # the reference: each group's candidates, pushed through the fusion
+        mixtures = {k: mix(gate_weights[u, :, m], experts[k]) for m, k in enumerate(keys)}
+        fused, _ = fusion(mixtures)
+        rows.append(queries[start : start + n] @ fused.T)
+        start += n
+    expected = torch.cat(rows)
+    torch.testing.assert_close(got, expected)
+    grad = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(got, inputs, grad, allow_unused=True, retain_graph=True),
+                    torch.autograd.grad(expected, inputs, grad, allow_unused=True)):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b)

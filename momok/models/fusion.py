@@ -97,31 +97,117 @@ class AttentionFusion(nn.Module):
         return (weights * projected).sum((1, 2)), alpha
 
     def first_layer(self, expert_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """MLP ``P_m`` only: the first (affine) layer of every expert output, ``[N, M, K, hidden]``."""
+        """MLP ``P_m`` only: the first (affine) layer of every expert output, ``[N, K, M, hidden]`` (expert
+        k of every modality contiguous, the layout :class:`GuidedMLPScores` mixes fastest)."""
         if self.kind != "mlp":
             raise ValueError("first_layer needs the two-layer MLP projection (kind='mlp')")
-        return torch.stack([self.projections[k][0](expert_outputs[k]) for k in self.keys], dim=1)
+        return torch.stack([self.projections[k][0](expert_outputs[k]) for k in self.keys], dim=2)
 
-    def score_mlp_mixtures(
-        self, queries: torch.Tensor, hidden: torch.Tensor, gate_weights: torch.Tensor
+    def score_guided_mlp(
+        self, queries: torch.Tensor, hidden: torch.Tensor, gate_weights: torch.Tensor, counts: list[int],
+        entity_chunk: int = 512,
     ) -> torch.Tensor:
-        """``q · fused(e)`` for the candidates ``x_m = Σ_k g_mk h_mk`` without applying the second layer.
+        """``q · fused(e, u)`` for the candidates ``x_m = Σ_k g_mk(e, u) h_mk(e)`` of every relation group u,
+        without applying the second MLP layer to any candidate.
 
-        queries: ``[n, out]``; hidden: :meth:`first_layer` ``[N, M, K, h]``; gate_weights ``[N, M, K]``.
-        Returns the scores ``[n, N]``.
+        queries: ``[B, out]`` sorted by group (``counts[u]`` rows for group u); hidden: :meth:`first_layer`
+        ``[E, K, M, h]``; gate_weights ``[U, E, M, K]``. Returns the scores ``[B, E]`` (rows as queries).
+        The second layer ``P_m(z) = z B_m^T + b_m`` is folded into the queries: with
+        ``z_m = relu(Σ_k g_mk A_m(h_mk))``, ``u^T P_m(z_m) = z_m·(B_m^T u) + b_m·u`` and
+        ``q·Σ_m α_m P_m(z_m) = [q B_0 | … | q B_M] · [α_0 z_0 | … | α_M z_M] + Σ_m α_m (q·b_m)``,
+        one ``[n_u, M·h] @ [M·h, c]`` product per group and chunk of c candidates. See
+        :class:`GuidedMLPScores` for the chunking and the backward pass.
         """
-        n_entities, n_mod, n_exp, width = hidden.shape
+        if self.kind != "mlp":
+            raise ValueError("score_guided_mlp needs the two-layer MLP projection (kind='mlp')")
         second = [self.projections[k][2] for k in self.keys]
         weight = torch.stack([layer.weight for layer in second])  # [M, out, h]
         bias = torch.stack([layer.bias for layer in second])  # [M, out]
-        # z_m = relu(Σ_k g_mk A_m(h_mk)): one [1, K] @ [K, h] product per (entity, modality)
-        z = torch.bmm(gate_weights.reshape(-1, 1, n_exp), hidden.reshape(-1, n_exp, width))
-        z = torch.relu(z.view(n_entities, n_mod, width))
-        # attention logits u^T P_m(z_m) = z_m · (B_m^T u) + b_m · u
-        logits = (z * (self.attention @ weight)).sum(-1) + bias @ self.attention  # [N, M]
-        alpha = self.weights(logits)
-        # (q B_m)·z_m + q·b_m for every modality: [M, n, N]
-        per_modality = torch.baddbmm(
-            (bias @ queries.T).unsqueeze(-1), torch.matmul(queries, weight), z.permute(1, 2, 0)
-        )
-        return (per_modality * alpha.T.unsqueeze(1)).sum(0)
+        projected_queries = torch.matmul(queries, weight).permute(1, 0, 2).flatten(1)  # [B, M·h]
+        query_bias = queries @ bias.T  # [B, M]
+        logit_weight = self.attention @ weight  # [M, h]: u^T B_m
+        logit_bias = bias @ self.attention  # [M]
+        return GuidedMLPScores.apply(projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias,
+                                     counts, self.adaptive, entity_chunk)
+
+
+class GuidedMLPScores(torch.autograd.Function):
+    """The scores of :meth:`AttentionFusion.score_guided_mlp`, computed over chunks of candidate entities
+    with every relation group inside a chunk, so that the chunk's first-layer outputs ``[c, K, M, h]``
+    and their gradient stay in the CPU cache while all groups use them. Forward, per chunk and group u::
+
+        z = relu(Σ_k g[u, :, :, k] · hidden[:, k])       [c, M, h]   (K fused multiply-adds)
+        α = softmax_m(z · w_m + b_m)                     [c, M]   (1/M when not adaptive)
+        scores[rows_u, chunk] = Q_u · (α z) + β_u α^T    Q_u [n_u, M·h], β_u [n_u, M]
+
+    The backward pass recomputes ``z`` and ``α`` per chunk and group (nothing per group is saved) and
+    accumulates the gradients of ``hidden``, the gates and the attention terms chunk by chunk. Exact:
+    the same function as pushing each group's candidates through the MLP (tests compare them).
+    """
+
+    @staticmethod
+    def _activations(hidden_chunk, gates_chunk, logit_weight, logit_bias, adaptive):
+        pre = hidden_chunk[:, 0] * gates_chunk[:, :, 0, None]  # [c, M, h]
+        for k in range(1, hidden_chunk.shape[1]):
+            pre.addcmul_(hidden_chunk[:, k], gates_chunk[:, :, k, None])
+        z = torch.relu(pre)
+        if adaptive:
+            alpha = torch.softmax((z * logit_weight).sum(-1) + logit_bias, dim=-1)  # [c, M]
+        else:
+            alpha = z.new_full(z.shape[:2], 1.0 / z.shape[1])
+        return pre, z, alpha
+
+    @staticmethod
+    def _blocks(counts: list[int], num_entities: int, entity_chunk: int):
+        for e0 in range(0, num_entities, entity_chunk):
+            e1 = min(e0 + entity_chunk, num_entities)
+            r0 = 0
+            for u, n in enumerate(counts):
+                yield e0, e1, u, r0, r0 + n
+                r0 += n
+
+    @staticmethod
+    def forward(ctx, projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias, counts,
+                adaptive: bool, entity_chunk: int):
+        num_entities = hidden.shape[0]
+        scores = projected_queries.new_empty(projected_queries.shape[0], num_entities)
+        for e0, e1, u, r0, r1 in GuidedMLPScores._blocks(counts, num_entities, entity_chunk):
+            _, z, alpha = GuidedMLPScores._activations(hidden[e0:e1], gate_weights[u, e0:e1], logit_weight,
+                                                       logit_bias, adaptive)
+            weighted = (alpha.unsqueeze(-1) * z).flatten(1)  # [c, M·h]
+            scores[r0:r1, e0:e1] = torch.addmm(query_bias[r0:r1] @ alpha.T, projected_queries[r0:r1], weighted.T)
+        ctx.save_for_backward(projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias)
+        ctx.counts, ctx.adaptive, ctx.entity_chunk = counts, adaptive, entity_chunk
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad_scores):
+        projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias = ctx.saved_tensors
+        num_entities, n_experts, n_mod, width = hidden.shape
+        d_queries = torch.zeros_like(projected_queries)
+        d_query_bias = torch.zeros_like(query_bias)
+        d_hidden = torch.zeros_like(hidden)
+        d_gates = torch.zeros_like(gate_weights)
+        d_logit_weight = torch.zeros_like(logit_weight)
+        d_logit_bias = torch.zeros_like(logit_bias)
+        for e0, e1, u, r0, r1 in GuidedMLPScores._blocks(ctx.counts, num_entities, ctx.entity_chunk):
+            hidden_chunk, gates_chunk = hidden[e0:e1], gate_weights[u, e0:e1]
+            pre, z, alpha = GuidedMLPScores._activations(hidden_chunk, gates_chunk, logit_weight, logit_bias,
+                                                         ctx.adaptive)
+            g = grad_scores[r0:r1, e0:e1]  # [n, c]
+            weighted = alpha.unsqueeze(-1) * z
+            d_queries[r0:r1] += g @ weighted.flatten(1)
+            d_query_bias[r0:r1] += g @ alpha
+            d_weighted = (g.T @ projected_queries[r0:r1]).view(-1, n_mod, width)  # [c, M, h]
+            d_z = d_weighted * alpha.unsqueeze(-1)
+            if ctx.adaptive:
+                d_alpha = (d_weighted * z).sum(-1) + g.T @ query_bias[r0:r1]  # [c, M]
+                d_logit = alpha * (d_alpha - (d_alpha * alpha).sum(-1, keepdim=True))
+                d_z += d_logit.unsqueeze(-1) * logit_weight
+                d_logit_weight += (d_logit.unsqueeze(-1) * z).sum(0)
+                d_logit_bias += d_logit.sum(0)
+            d_pre = d_z.mul_(pre > 0)  # [c, M, h]
+            for k in range(n_experts):
+                d_hidden[e0:e1, k].addcmul_(d_pre, gates_chunk[:, :, k, None])
+                d_gates[u, e0:e1, :, k] = (hidden_chunk[:, k] * d_pre).sum(-1)
+        return d_queries, d_query_bias, d_hidden, d_gates, d_logit_weight, d_logit_bias, None, None, None

@@ -172,8 +172,9 @@ class MoMoKOptions:
     club_hidden_dim: int | None = None
 
     # --- cost ---
-    #: recompute relation-guided candidate encodings in the backward pass instead of storing them
-    #: (bounded memory; costs one extra candidate forward per relation group)
+    #: with ``fusion_projection: linear``, recompute the relation-guided joint candidates in the backward
+    #: pass instead of storing them (bounded memory; one extra forward per relation group). The MLP
+    #: fusion's guided scores always recompute per chunk of candidates (fusion.GuidedMLPScores)
     recompute_candidates: bool = True
 
 
@@ -447,43 +448,52 @@ class MoMoK(LinkPredictor):
         return out
 
     def _guided_scores(self, queries, experts, logits, tau, groups: RelationGroups) -> dict[str, torch.Tensor]:
-        """Relation-guided candidates, one relation group at a time: each modality's ``[E, d]`` candidate
-        encodings under relation u (the gate mixture ``Σ_k g_k(e, u) h_k(e)``, one pass over the expert
-        outputs) and one ``[n_u, d] @ [d, E]`` matmul; the joint candidates go through the factorised
-        fusion of ``fusion.py`` (first MLP layer or affine projection of the expert outputs computed once
-        per step). Measured on MKG-Y sizes, mixing first is ~1.5x faster forward and backward than scoring
-        the K experts and mixing the scores (``[n_u, d] @ [d, E·K]``, K times the products)."""
+        """Relation-guided candidate scores; every group u's gates ``softmax(logits / τ_u)`` ``[E, K]``
+        computed once (``[U, E, K]`` per modality). Exact in each of the forms chosen by cost:
+
+        * modality scores with autograd (training): every query against the K expert outputs of every
+          entity in one ``[B, d] @ [d, E·K]`` product per modality, then each group's gates weigh its
+          rows (``Σ_k g_k(e, u)(q·h_k(e))``, as the gates sum to one). K times the products of scoring
+          mixtures, but big products whose backward is two big products, instead of per-group passes
+          over the ``[E, K, d]`` expert outputs and their gradients (on MKG-Y sizes the per-group form
+          was the largest part of the step);
+        * modality scores without autograd (evaluation, batches in relation order): each group's
+          ``[E, d]`` candidate mixtures, then one ``[n_u, d] @ [d, E]`` product;
+        * the joint score with the MLP fusion: :meth:`AttentionFusion.score_guided_mlp` over chunks of
+          candidates with all groups inside a chunk (first MLP layer of the expert outputs computed
+          once per step, second layer folded into the queries); with the affine fusion: one group at a
+          time, recomputed in the backward pass with ``recompute_candidates``.
+        """
         mods, keys = self.modality_keys, self.score_keys
-        projected = hidden = None
-        if self.options.fusion_projection == "linear":
-            projected = self._cached("projected", lambda: self.entity_fusion.project_experts(experts))
-        else:
-            hidden = self._cached("hidden", lambda: self.entity_fusion.first_layer(experts))
-
-        def score_group(tau_u, *query_rows):
-            gate_values = {k: gates(logits[k], tau_u) for k in mods}  # [E, K] each
-            out = []
-            for k, q in zip(mods, query_rows):
-                out.append(q @ mix(gate_values[k], experts[k]).T)  # candidates [E, d] under relation u
-            q = query_rows[-1]
-            if projected is not None:
-                stacked = torch.stack([gate_values[k] for k in mods], dim=1)
-                fused, _ = self.entity_fusion.fuse_mixtures(*projected, stacked)
-                out.append(q @ fused.T)
+        gate_all = {k: gates(logits[k].unsqueeze(0), tau.unsqueeze(1)) for k in mods}  # [U, E, K]
+        scores = {}
+        for k in mods:
+            if torch.is_grad_enabled():
+                scores[k] = _per_expert_scores(queries[k], experts[k], gate_all[k], groups)
             else:
-                stacked = torch.stack([gate_values[k] for k in mods], dim=1)  # [E, M, K]
-                out.append(self.entity_fusion.score_mlp_mixtures(q, hidden, stacked))
-            return torch.stack(out, dim=1)
+                scores[k] = groups.map_groups(lambda u, q, k=k: q @ mix(gate_all[k][u], experts[k]).T, queries[k])
+        if self.options.fusion_projection == "mlp":
+            hidden = self._cached("hidden", lambda: self.entity_fusion.first_layer(experts))
+            stacked = torch.stack([gate_all[k] for k in mods], dim=2)  # [U, E, M, K]
+            joint = self.entity_fusion.score_guided_mlp(queries[JOINT][groups.order], hidden, stacked, groups.counts)
+            scores[JOINT] = joint[groups.restore]
+        else:
+            projected = self._cached("projected", lambda: self.entity_fusion.project_experts(experts))
 
-        recompute = self.options.recompute_candidates and torch.is_grad_enabled() and self.training
+            def joint_group(gate_values, q):
+                fused, _ = self.entity_fusion.fuse_mixtures(*projected, gate_values)
+                return q @ fused.T
 
-        def group_fn(u, *query_rows):
-            if recompute:
-                return checkpoint(score_group, tau[u], *query_rows, use_reentrant=False, preserve_rng_state=False)
-            return score_group(tau[u], *query_rows)
+            recompute = self.options.recompute_candidates and torch.is_grad_enabled() and self.training
 
-        stacked = groups.map_groups(group_fn, *(queries[k] for k in keys))
-        return {k: stacked[:, i] for i, k in enumerate(keys)}
+            def group_fn(u, q):
+                gate_values = torch.stack([gate_all[k][u] for k in mods], dim=1)  # [E, M, K]
+                if recompute:
+                    return checkpoint(joint_group, gate_values, q, use_reentrant=False, preserve_rng_state=False)
+                return joint_group(gate_values, q)
+
+            scores[JOINT] = groups.map_groups(group_fn, queries[JOINT])
+        return {k: scores[k] for k in keys}
 
     # ------------------------------------------------------------------------------- interface
     def _combine(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -574,6 +584,15 @@ class MoMoK(LinkPredictor):
         experts = {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys}
         _, gate_values, alpha = self._query_side(relations, experts, inputs, noise=False)
         return {"alpha": alpha, "gates": gate_values}
+
+
+def _per_expert_scores(queries, expert_outputs, gate_values, groups: RelationGroups) -> torch.Tensor:
+    """``score[b, e] = Σ_k g[u_b, e, k] (q_b · h_k(e))``: queries ``[B, d]``, expert outputs ``[E, K, d]``,
+    the groups' gates ``[U, E, K]``; ``[B, E]`` in query order."""
+    num_entities, num_experts, dim = expert_outputs.shape
+    per_expert = queries[groups.order] @ expert_outputs.reshape(-1, dim).T  # [B, E·K], rows in group order
+    rows = per_expert.view(-1, num_entities, num_experts).split(groups.counts)
+    return torch.cat([(p * g).sum(-1) for p, g in zip(rows, gate_values.unbind(0))])[groups.restore]
 
 
 @register("momok", MoMoKOptions)
