@@ -102,17 +102,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------------ FLOPs
-def forward_flops(o: MoMoKOptions, impl: str, *, E: int, B: int, U: float, raw_dims: list[int]) -> dict[str, float]:
+def forward_flops(o: MoMoKOptions, impl: str, *, E: int, B: int, U: float, raw_dims: list[int],
+                  training: bool = False) -> dict[str, float]:
     """Forward FLOPs (2 per multiply-add) of the matrix products and mixtures of one batch, by part.
 
     M modalities, S = M + 1 scores, K experts, d = dim, r = relation_dim, U distinct relations in the
     batch. The fast path contracts the Tucker core per distinct relation (``S·2·U·r·d²``), the reference
     per query (``S·2·B·r·d²``). Relation-guided candidates: the reference encodes all E candidates per
     distinct relation through the fusion MLP (``U·M·E·(2Kd + 4d²)``) and scores with one ``[n, d]@[d, E]``
-    per key; the fast path mixes each modality's candidates per relation (``M·E·2K·d``) and scores them
-    (``M·2·B·E·d``), and scores the joint modality through the factorised MLP (first layer once:
-    ``M·K·E·2d²``; per relation mixing and attention ``M·E·(2K+2)·d``; ``M·2·B·E·d + M·2·B·d²``
-    scoring). Element-wise work (dropout masks, softmaxes, batch norm) is not counted.
+    per key. The fast path scores each modality against every expert output while training
+    (``M·2·B·E·K·d``) and mixes each relation's candidates without autograd (``U·M·E·2K·d`` +
+    ``M·2·B·E·d``); the joint modality goes through the factorised MLP (first layer once: ``M·K·E·2d²``;
+    per relation mixing and attention ``U·M·E·(2K+2)·d``; scoring ``M·2·B·E·d + M·2·B·d²``).
+    Element-wise work (dropout masks, softmaxes, batch norm) is not counted.
     """
     M = len(o.modalities)
     S, K, d, r = M + 1, o.num_experts, o.dim, o.relation_dim
@@ -133,19 +135,20 @@ def forward_flops(o: MoMoKOptions, impl: str, *, E: int, B: int, U: float, raw_d
         parts["scores"] = S * 2.0 * B * E * d
     else:
         parts["candidates once"] = M * K * E * 2.0 * d * d  # first MLP layer (or affine P_m) of the experts
-        parts["candidates per relation"] = U * M * E * (4.0 * K + 2) * d
-        parts["scores"] = M * 2.0 * B * E * d + M * 2.0 * B * E * d + M * 2.0 * B * d * d
+        parts["candidates per relation"] = U * M * E * (2.0 * K + 2) * d + (0 if training else U * M * E * 2.0 * K * d)
+        modality_scores = M * 2.0 * B * E * d * (K if training else 1)
+        parts["scores"] = modality_scores + M * 2.0 * B * E * d + M * 2.0 * B * d * d
     return parts
 
 
 def step_flops(o: MoMoKOptions, impl: str, **sizes) -> float:
-    """Training FLOPs of one step: 3× the forward (backward = 2× forward for products), plus one more
-    forward of the relation-guided scoring when it is recomputed in the backward pass (always in the
-    reference, by default in the fast path)."""
-    parts = forward_flops(o, impl, **sizes)
+    """Training FLOPs of one step: 3× the forward (backward = 2× forward for products), plus what is
+    recomputed in the backward pass: the relation-guided joint candidates (fast path: per chunk of
+    candidates; reference: each relation group's candidates and scores, ``torch.utils.checkpoint``)."""
+    parts = forward_flops(o, impl, training=True, **sizes)
     total = 3.0 * sum(parts.values())
-    if "candidates per relation" in parts and (impl == "reference" or o.recompute_candidates):
-        total += parts["candidates per relation"] + parts["scores"]
+    if "candidates per relation" in parts:
+        total += parts["candidates per relation"] + (parts["scores"] if impl == "reference" else 0.0)
     return total
 
 

@@ -144,7 +144,8 @@ def test_guided_mlp_scores_equal_pushing_each_groups_candidates_through_the_mlp(
     queries = torch.randn(sum(counts), 4, generator=g, dtype=torch.float64, requires_grad=True)
     inputs = [queries, gate_logits, *experts.values(), *fusion.parameters()]
 
-    got = fusion.score_guided_mlp(queries, fusion.first_layer(experts), gate_weights, counts, entity_chunk=3)
+    got = fusion.score_guided_mlp(queries, fusion.first_layer(experts), gate_weights.permute(0, 3, 2, 1), counts,
+                                  entity_chunk=3)
     rows, start = [], 0
     for u, n in enumerate(counts):  # the reference: each group's candidates, pushed through the fusion
         mixtures = {k: mix(gate_weights[u, :, m], experts[k]) for m, k in enumerate(keys)}

@@ -97,11 +97,11 @@ class AttentionFusion(nn.Module):
         return (weights * projected).sum((1, 2)), alpha
 
     def first_layer(self, expert_outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """MLP ``P_m`` only: the first (affine) layer of every expert output, ``[N, K, M, hidden]`` (expert
-        k of every modality contiguous, the layout :class:`GuidedMLPScores` mixes fastest)."""
+        """MLP ``P_m`` only: the first (affine) layer of every expert output ``[N, K, in]``, as
+        ``[K, M, N, hidden]`` (the layout :class:`GuidedMLPScores` mixes fastest)."""
         if self.kind != "mlp":
             raise ValueError("first_layer needs the two-layer MLP projection (kind='mlp')")
-        return torch.stack([self.projections[k][0](expert_outputs[k]) for k in self.keys], dim=2)
+        return torch.stack([self.projections[k][0](expert_outputs[k]).transpose(0, 1) for k in self.keys], dim=1)
 
     def score_guided_mlp(
         self, queries: torch.Tensor, hidden: torch.Tensor, gate_weights: torch.Tensor, counts: list[int],
@@ -111,11 +111,11 @@ class AttentionFusion(nn.Module):
         without applying the second MLP layer to any candidate.
 
         queries: ``[B, out]`` sorted by group (``counts[u]`` rows for group u); hidden: :meth:`first_layer`
-        ``[E, K, M, h]``; gate_weights ``[U, E, M, K]``. Returns the scores ``[B, E]`` (rows as queries).
+        ``[K, M, E, h]``; gate_weights ``[U, K, M, E]``. Returns the scores ``[B, E]`` (rows as queries).
         The second layer ``P_m(z) = z B_m^T + b_m`` is folded into the queries: with
         ``z_m = relu(Σ_k g_mk A_m(h_mk))``, ``u^T P_m(z_m) = z_m·(B_m^T u) + b_m·u`` and
-        ``q·Σ_m α_m P_m(z_m) = [q B_0 | … | q B_M] · [α_0 z_0 | … | α_M z_M] + Σ_m α_m (q·b_m)``,
-        one ``[n_u, M·h] @ [M·h, c]`` product per group and chunk of c candidates. See
+        ``q·Σ_m α_m P_m(z_m) = Σ_m α_m ((q B_m)·z_m + q·b_m)``, one batched ``[M, n_u, h] @ [M, h, c]``
+        product per group and chunk of c candidates. See
         :class:`GuidedMLPScores` for the chunking and the backward pass.
         """
         if self.kind != "mlp":
@@ -123,7 +123,7 @@ class AttentionFusion(nn.Module):
         second = [self.projections[k][2] for k in self.keys]
         weight = torch.stack([layer.weight for layer in second])  # [M, out, h]
         bias = torch.stack([layer.bias for layer in second])  # [M, out]
-        projected_queries = torch.matmul(queries, weight).permute(1, 0, 2).flatten(1)  # [B, M·h]
+        projected_queries = torch.matmul(queries, weight)  # [M, B, h]: q B_m
         query_bias = queries @ bias.T  # [B, M]
         logit_weight = self.attention @ weight  # [M, h]: u^T B_m
         logit_bias = bias @ self.attention  # [M]
@@ -133,28 +133,29 @@ class AttentionFusion(nn.Module):
 
 class GuidedMLPScores(torch.autograd.Function):
     """The scores of :meth:`AttentionFusion.score_guided_mlp`, computed over chunks of candidate entities
-    with every relation group inside a chunk, so that the chunk's first-layer outputs ``[c, K, M, h]``
-    and their gradient stay in the CPU cache while all groups use them. Forward, per chunk and group u::
+    with every relation group inside a chunk, so that the chunk's first-layer outputs and their gradient
+    stay in the CPU cache while all groups use them. Forward, per chunk of c candidates and group u
+    (``n_u`` queries)::
 
-        z = relu(Σ_k g[u, :, :, k] · hidden[:, k])       [c, M, h]   (K fused multiply-adds)
-        α = softmax_m(z · w_m + b_m)                     [c, M]   (1/M when not adaptive)
-        scores[rows_u, chunk] = Q_u · (α z) + β_u α^T    Q_u [n_u, M·h], β_u [n_u, M]
+        z_m = relu(Σ_k g[u, k, m] · hidden[k, m])            [M, c, h]   (K fused multiply-adds)
+        α = softmax_m(z_m · w_m + b_m)                        [M, c]      (1/M when not adaptive)
+        scores[rows_u, chunk] = Σ_m α_m ⊙ (Q_m z_mᵀ) + β_u α  Q_m [n_u, h] per modality, β_u [n_u, M]
 
-    The backward pass recomputes ``z`` and ``α`` per chunk and group (nothing per group is saved) and
-    accumulates the gradients of ``hidden``, the gates and the attention terms chunk by chunk. Exact:
-    the same function as pushing each group's candidates through the MLP (tests compare them).
+    The backward pass recomputes ``z`` and ``α`` per chunk and group (nothing per group is saved) and accumulates the gradients of ``hidden``, the gates and the attention terms chunk by chunk.
+    Exact: the same function as pushing each group's candidates through the MLP (tests compare them).
     """
 
     @staticmethod
     def _activations(hidden_chunk, gates_chunk, logit_weight, logit_bias, adaptive):
-        pre = hidden_chunk[:, 0] * gates_chunk[:, :, 0, None]  # [c, M, h]
-        for k in range(1, hidden_chunk.shape[1]):
-            pre.addcmul_(hidden_chunk[:, k], gates_chunk[:, :, k, None])
+        """hidden_chunk ``[K, M, c, h]``, gates_chunk ``[K, M, c]`` -> pre, z ``[M, c, h]``, α ``[M, c]``."""
+        pre = hidden_chunk[0] * gates_chunk[0].unsqueeze(-1)
+        for k in range(1, hidden_chunk.shape[0]):
+            pre.addcmul_(hidden_chunk[k], gates_chunk[k].unsqueeze(-1))
         z = torch.relu(pre)
-        if adaptive:
-            alpha = torch.softmax((z * logit_weight).sum(-1) + logit_bias, dim=-1)  # [c, M]
+        if adaptive:  # logits z_m · w_m + b_m (a batched matrix-vector product is ~6x slower on a CPU)
+            alpha = torch.softmax(torch.linalg.vecdot(z, logit_weight.unsqueeze(1)) + logit_bias.unsqueeze(1), dim=0)
         else:
-            alpha = z.new_full(z.shape[:2], 1.0 / z.shape[1])
+            alpha = z.new_full(z.shape[:2], 1.0 / z.shape[0])
         return pre, z, alpha
 
     @staticmethod
@@ -169,13 +170,15 @@ class GuidedMLPScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx, projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias, counts,
                 adaptive: bool, entity_chunk: int):
-        num_entities = hidden.shape[0]
-        scores = projected_queries.new_empty(projected_queries.shape[0], num_entities)
+        """projected_queries ``[M, B, h]``, query_bias ``[B, M]``, hidden ``[K, M, E, h]``, gate_weights
+        ``[U, K, M, E]``, logit_weight ``[M, h]``, logit_bias ``[M]`` -> scores ``[B, E]``."""
+        num_entities = hidden.shape[2]
+        scores = projected_queries.new_empty(projected_queries.shape[1], num_entities)
         for e0, e1, u, r0, r1 in GuidedMLPScores._blocks(counts, num_entities, entity_chunk):
-            _, z, alpha = GuidedMLPScores._activations(hidden[e0:e1], gate_weights[u, e0:e1], logit_weight,
-                                                       logit_bias, adaptive)
-            weighted = (alpha.unsqueeze(-1) * z).flatten(1)  # [c, M·h]
-            scores[r0:r1, e0:e1] = torch.addmm(query_bias[r0:r1] @ alpha.T, projected_queries[r0:r1], weighted.T)
+            _, z, alpha = GuidedMLPScores._activations(hidden[:, :, e0:e1], gate_weights[u, :, :, e0:e1],
+                                                       logit_weight, logit_bias, adaptive)
+            per_modality = torch.bmm(projected_queries[:, r0:r1], z.transpose(1, 2))  # [M, n, c]
+            scores[r0:r1, e0:e1] = (per_modality * alpha.unsqueeze(1)).sum(0) + query_bias[r0:r1] @ alpha
         ctx.save_for_backward(projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias)
         ctx.counts, ctx.adaptive, ctx.entity_chunk = counts, adaptive, entity_chunk
         return scores
@@ -183,7 +186,7 @@ class GuidedMLPScores(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_scores):
         projected_queries, query_bias, hidden, gate_weights, logit_weight, logit_bias = ctx.saved_tensors
-        num_entities, n_experts, n_mod, width = hidden.shape
+        n_experts, _, num_entities, _ = hidden.shape
         d_queries = torch.zeros_like(projected_queries)
         d_query_bias = torch.zeros_like(query_bias)
         d_hidden = torch.zeros_like(hidden)
@@ -191,23 +194,23 @@ class GuidedMLPScores(torch.autograd.Function):
         d_logit_weight = torch.zeros_like(logit_weight)
         d_logit_bias = torch.zeros_like(logit_bias)
         for e0, e1, u, r0, r1 in GuidedMLPScores._blocks(ctx.counts, num_entities, ctx.entity_chunk):
-            hidden_chunk, gates_chunk = hidden[e0:e1], gate_weights[u, e0:e1]
+            hidden_chunk, gates_chunk = hidden[:, :, e0:e1], gate_weights[u, :, :, e0:e1]
             pre, z, alpha = GuidedMLPScores._activations(hidden_chunk, gates_chunk, logit_weight, logit_bias,
                                                          ctx.adaptive)
             g = grad_scores[r0:r1, e0:e1]  # [n, c]
-            weighted = alpha.unsqueeze(-1) * z
-            d_queries[r0:r1] += g @ weighted.flatten(1)
-            d_query_bias[r0:r1] += g @ alpha
-            d_weighted = (g.T @ projected_queries[r0:r1]).view(-1, n_mod, width)  # [c, M, h]
-            d_z = d_weighted * alpha.unsqueeze(-1)
+            queries = projected_queries[:, r0:r1]  # [M, n, h]
+            d_queries[:, r0:r1] += torch.bmm(g.unsqueeze(0) * alpha.unsqueeze(1), z)
+            d_query_bias[r0:r1] += g @ alpha.T
+            back = torch.matmul(g.T, queries)  # [M, c, h]: Σ_n g[n, c] Q_m[n]
+            d_z = back * alpha.unsqueeze(-1)
             if ctx.adaptive:
-                d_alpha = (d_weighted * z).sum(-1) + g.T @ query_bias[r0:r1]  # [c, M]
-                d_logit = alpha * (d_alpha - (d_alpha * alpha).sum(-1, keepdim=True))
-                d_z += d_logit.unsqueeze(-1) * logit_weight
-                d_logit_weight += (d_logit.unsqueeze(-1) * z).sum(0)
-                d_logit_bias += d_logit.sum(0)
-            d_pre = d_z.mul_(pre > 0)  # [c, M, h]
+                d_alpha = torch.linalg.vecdot(back, z) + query_bias[r0:r1].T @ g  # [M, c]
+                d_logit = alpha * (d_alpha - (d_alpha * alpha).sum(0, keepdim=True))
+                d_z.addcmul_(d_logit.unsqueeze(-1), logit_weight.unsqueeze(1))
+                d_logit_weight += torch.bmm(d_logit.unsqueeze(1), z).squeeze(1)
+                d_logit_bias += d_logit.sum(1)
+            d_pre = torch.ops.aten.threshold_backward(d_z, pre, 0)  # ReLU's gradient, one vectorised pass
             for k in range(n_experts):
-                d_hidden[e0:e1, k].addcmul_(d_pre, gates_chunk[:, :, k, None])
-                d_gates[u, e0:e1, :, k] = (hidden_chunk[:, k] * d_pre).sum(-1)
+                d_hidden[k, :, e0:e1].addcmul_(d_pre, gates_chunk[k].unsqueeze(-1))
+                d_gates[u, k, :, e0:e1] = (hidden_chunk[k] * d_pre).sum(-1)
         return d_queries, d_query_bias, d_hidden, d_gates, d_logit_weight, d_logit_bias, None, None, None

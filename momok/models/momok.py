@@ -474,7 +474,7 @@ class MoMoK(LinkPredictor):
                 scores[k] = groups.map_groups(lambda u, q, k=k: q @ mix(gate_all[k][u], experts[k]).T, queries[k])
         if self.options.fusion_projection == "mlp":
             hidden = self._cached("hidden", lambda: self.entity_fusion.first_layer(experts))
-            stacked = torch.stack([gate_all[k] for k in mods], dim=2)  # [U, E, M, K]
+            stacked = torch.stack([gate_all[k].transpose(1, 2) for k in mods], dim=2)  # [U, K, M, E]
             joint = self.entity_fusion.score_guided_mlp(queries[JOINT][groups.order], hidden, stacked, groups.counts)
             scores[JOINT] = joint[groups.restore]
         else:
