@@ -44,7 +44,7 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 7, dtype=torch.float32) -> dict:
+def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 20, dtype=torch.float32) -> dict:
     """The measured rate of ``torch.matmul`` of two ``size × size`` float32 matrices: median and best
     GFLOP/s over ``repeats`` calls (2·size³ FLOPs each), after two warm-up calls."""
     g = torch.Generator().manual_seed(0)
