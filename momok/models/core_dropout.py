@@ -8,7 +8,7 @@ moving ``[B, d, d]`` float tensors through memory (about 12 passes of 368 MB per
 d = 300). Here the same function costs one random integer and one byte per mask entry:
 
 * :func:`keep_mask` draws the mask as ``bool [B, d, d]``: entry kept iff a uniform 32-bit integer
-  ``u ≥ t`` with ``t = round(p·2³²)``. The drop probability is ``t/2³²`` (p to within 2⁻³³, finer than
+  ``u ≥ t`` with ``t = round(p·2³²)`` (its low 24 bits drawn only where its high byte ties with ``t``'s). The drop probability is ``t/2³²`` (p to within 2⁻³³, finer than
   ``torch.rand``'s 2⁻²⁴ grid) and ``s = 2³²/(2³² − t)``, so ``E[M·s] = 1`` exactly. On a CPU the integers
   come from NumPy's SFC64 generator (about 4× faster than ``torch.rand``; chunks of ``2²²`` entries
   with their own streams, drawn by ``torch.get_num_threads()`` threads, the result independent of the
@@ -59,9 +59,7 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cp
     def draw(chunk: int) -> None:  # chunk i has its own stream: the mask does not depend on the threads
         start = chunk * _DRAW_CHUNK
         count = min(_DRAW_CHUNK, flat.size - start)
-        bits = np.random.SFC64(np.random.SeedSequence([seed, chunk]))
-        words = bits.random_raw((count + 1) // 2).view(np.uint32)[:count]
-        np.greater_equal(words, np.uint32(t), out=flat[start : start + count])
+        _draw_keep(flat[start : start + count], t, np.random.SFC64(np.random.SeedSequence([seed, chunk])))
 
     chunks = range(-(-flat.size // _DRAW_CHUNK))
     workers = min(torch.get_num_threads(), len(chunks))
@@ -72,6 +70,19 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cp
         for chunk in chunks:
             draw(chunk)
     return mask, scale
+
+
+def _draw_keep(out: np.ndarray, t: int, bits: np.random.BitGenerator) -> None:
+    """``out[i] = u_i ≥ t`` for independent uniform 32-bit integers ``u_i``, drawing their bits lazily: the
+    high byte of every ``u_i`` first (one random byte per entry), the low 24 bits only where the high
+    byte equals ``t``'s (1 entry in 256). The same distribution as comparing full 32-bit draws, with
+    about a quarter of the random bits."""
+    high = bits.random_raw(-(-out.size // 8)).view(np.uint8)[: out.size]
+    t_high, t_low = t >> 24, t & 0xFFFFFF
+    np.greater(high, t_high, out=out)
+    ties = np.flatnonzero(high == t_high)
+    if ties.size:
+        out[ties] = (bits.random_raw(ties.size) & 0xFFFFFF) >= t_low
 
 
 def _chunks(counts: list[int], rows_per_chunk: int):
