@@ -17,9 +17,10 @@ With the two-layer MLP ``P_m(x) = relu(x A_m + a_m) B_m + b_m`` only the first l
 ``z_m = relu(Σ_k g_mk (h_mk A_m + a_m))`` (first layer of the K expert outputs computed once,
 :meth:`AttentionFusion.first_layer`). The second layer is never applied to the candidates: the
 attention logit is ``u^T P_m(z) = z·(B_m u) + b_m·u`` and a query q scores the fused candidate as
-``q·Σ_m α_m P_m(z_m) = Σ_m α_m ((q B_m^T)·z_m + q·b_m)`` (:meth:`AttentionFusion.score_mlp_mixtures`), so
-scoring n queries against E candidates costs ``E·M·K·h`` (mixing) + ``M·n·E·h`` (one matmul per
-modality) instead of ``E·M·2·d²`` for pushing every candidate through the MLP. Exact (same function).
+``q·Σ_m α_m P_m(z_m) = Σ_m α_m ((q B_m^T)·z_m + q·b_m)`` (:meth:`AttentionFusion.score_guided_mlp`,
+for the candidates of every relation group of a batch), so scoring n queries against E candidates of
+one relation costs ``E·M·K·h`` (mixing) + ``M·n·E·h`` (one product per modality) instead of
+``E·M·2·d²`` for pushing every candidate through the MLP. Exact (same function).
 """
 
 from __future__ import annotations

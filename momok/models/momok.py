@@ -19,24 +19,21 @@ Forward pass for a batch of B queries ``(h, r)`` (r over ``0..2R-1``; ``r + R`` 
    contracted once per distinct relation.
 5. Candidates. Without candidate relation guidance (the authors) every entity is encoded once per step
    with τ = 1 and scores are ``q^m @ C^m^T``. With guidance (the paper) candidate ``e`` is encoded as
-   ``Σ_k softmax(logits_e / τ_r)_k h_{e,k}`` under the query's relation: queries are grouped by relation
-   and each distinct relation u is scored in turn: for a modality, its ``[E, dim]`` candidate encodings
-   (one pass of gate mixing over the expert outputs) and one ``[n_u, d] @ [d, E]`` matmul; for the
-   joint modality the fusion is factorised (``fusion.py``), never materialising the joint candidates:
-   with the paper's MLP ``P_m`` its first layer is applied to the K expert outputs once per step, each
-   relation then costs the gate mixing ``E·M·K·d`` plus one ``[n_u, d] @ [d, E]`` matmul per modality,
-   and the second layer is folded into the queries; with an affine ``P_m`` the projected experts are
-   mixed directly.
-   Example, MKG-Y (E = 15k, about 40 distinct relations per batch of 1024, d = 300, M = 3, K = 3):
-   pushing every relation's candidates through the MLP would cost ≈ 40·15k·3·2·300² ≈ 3.2e11
-   multiply-adds per forward; the factorised form ≈ 15k·9·300² (first layer, once) + 40·15k·9·300
-   (mixing) ≈ 1.4e10. With ``recompute_candidates`` (default) each relation group's scores are
-   recomputed in the backward pass instead of stored, so activation memory is the ``[B, E]`` score
-   matrices plus one relation's intermediates, not U·E·d·(M+1) floats. The per-relation gate mixing
-   and the per-group accumulation of entity-sized gradients are memory-bound passes over ``[E, K, d]``
-   tables, the largest cost of this preset (benchmarks/README.md, where all measured speeds are). In
-   eval mode without autograd the entity-side tables and every relation's contracted cores are
-   computed once and reused across evaluation batches (``_cached``).
+   ``Σ_k softmax(logits_e / τ_r)_k h_{e,k}`` under the query's relation. ``_guided_scores`` computes the
+   gates of every distinct relation of the batch once (``[U, E, K]``) and never materialises the
+   ``[U, E, d]`` candidates: a modality's scores are one ``[B, d] @ [d, E·K]`` product against every
+   expert output weighted by each query's relation gates (training; the gates sum to one) or each
+   relation's ``[E, d]`` mixtures scored in turn (evaluation, where batches come in relation order);
+   the joint modality goes through the factorised fusion (``fusion.py``): with the paper's MLP ``P_m``
+   its first layer is applied to the K expert outputs once per step, the second layer is folded into
+   the queries, and ``GuidedMLPScores`` mixes and scores chunks of candidates for all relations with its
+   own backward pass (nothing per relation is stored); with an affine ``P_m`` the projected experts are
+   mixed per relation. Example, MKG-Y (E = 15k, about 40 distinct relations per batch of 1024, d = 300,
+   M = 3, K = 3): pushing every relation's candidates through the MLP would cost ≈ 40·15k·3·2·300² ≈
+   3.2e11 multiply-adds per forward; the factorised form ≈ 15k·9·300² (first layer, once) + 40·15k·9·300
+   (mixing) ≈ 1.4e10. In eval mode without autograd the entity-side tables and every relation's
+   contracted cores are computed once and reused across evaluation batches (``_cached``). Measured
+   speeds: benchmarks/README.md.
 
 Loss (``loss``): per score m ∈ {s, v, t, j} (enabled ones), softmax cross-entropy of the 1-N scores
 against the answer (batch mean; the batch already holds the inverse queries, so this is the paper's
