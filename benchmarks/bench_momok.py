@@ -276,8 +276,8 @@ def child_eval(args, device) -> dict:
         sizes = dict(E=E, raw_dims=[IMAGE_DIM, TEXT_DIM])
         flops = sum(v for k, v in forward_flops(model.options, "fast", B=0, U=2 * R, **sizes).items() if k in once)
         for i, u in enumerate(distinct):
-            parts = forward_flops(model.options, "fast", B=min(args.eval_batch_size, queries - i * args.eval_batch_size),
-                                  U=u, **sizes)
+            batch = min(args.eval_batch_size, queries - i * args.eval_batch_size)
+            parts = forward_flops(model.options, "fast", B=batch, U=u, **sizes)
             flops += sum(v for k, v in parts.items() if k not in once)
     else:
         n = min(args.reference_queries, queries)

@@ -1,4 +1,5 @@
-"""Small helpers shared by the commands: atomic writes, seeding, RNG state, device choice, the malloc setting, provenance.
+"""Small helpers shared by the commands: atomic writes, seeding, RNG state, device choice, the malloc
+setting, provenance.
 
 Atomic writes go to a temporary file in the destination folder and are renamed over the target, so a
 reader (or a crash) never sees a half-written file.

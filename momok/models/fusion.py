@@ -142,7 +142,8 @@ class GuidedMLPScores(torch.autograd.Function):
         α = softmax_m(z_m · w_m + b_m)                        [M, c]      (1/M when not adaptive)
         scores[rows_u, chunk] = Σ_m α_m ⊙ (Q_m z_mᵀ) + β_u α  Q_m [n_u, h] per modality, β_u [n_u, M]
 
-    The backward pass recomputes ``z`` and ``α`` per chunk and group (nothing per group is saved) and accumulates the gradients of ``hidden``, the gates and the attention terms chunk by chunk.
+    The backward pass recomputes ``z`` and ``α`` per chunk and group (nothing per group is saved) and
+    accumulates the gradients of ``hidden``, the gates and the attention terms chunk by chunk.
     Exact: the same function as pushing each group's candidates through the MLP (tests compare them).
     """
 
