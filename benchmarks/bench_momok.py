@@ -250,7 +250,10 @@ def child_eval(args, device) -> dict:
     # warm-up (first-call costs of the matmul library and the allocator), not timed, for both
     with torch.no_grad():
         warm = (test[:64, 0].to(device), test[:64, 1].to(device))
-        model.scores(*warm) if args.impl == "fast" else reference.reference_joint_scores(model, *warm)
+        if args.impl == "fast":
+            model.scores(*warm)
+        else:
+            reference.reference_joint_scores(model, *warm)
     model.clear_cache()  # the timed evaluation builds the fast path's entity-side tables itself
     if args.impl == "fast":
         start = time.perf_counter()

@@ -396,9 +396,15 @@ class MoMoK(LinkPredictor):
         ids = torch.arange(2 * self.num_relations, device=self.relation_embeddings[self.modality_keys[0]].device)
         if ids.numel() * self.options.dim**2 > CACHED_CORES_MAX_ELEMENTS:
             return None
-        rel = {k: self.relation_embeddings[k][ids] for k in self.modality_keys}
-        rel[JOINT], _ = self.relation_fusion(rel)
+        rel = self._relation_side(ids)
         return {k: self.scorers[k].contract(rel[k]) for k in self.score_keys}
+
+    def _relation_side(self, relation_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Relation embeddings ``[U, relation_dim]`` per score key: each modality's table and MuJoD's
+        fused joint embedding."""
+        rel = {k: self.relation_embeddings[k][relation_ids] for k in self.modality_keys}
+        rel[JOINT], _ = self.relation_fusion(rel)
+        return rel
 
     def clear_cache(self) -> None:
         """Drop the evaluation tables of :meth:`_cached` (they are rebuilt on the next evaluation batch)."""
@@ -418,8 +424,7 @@ class MoMoK(LinkPredictor):
             queries = {k: self.scorers[k](embedded[k], None, groups, all_cores[k][groups.relations])
                        for k in self.score_keys}
         else:
-            rel = {k: self.relation_embeddings[k][groups.relations] for k in self.modality_keys}
-            rel[JOINT], _ = self.relation_fusion(rel)
+            rel = self._relation_side(groups.relations)
             queries = {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
 
         noisy_candidates = self.options.candidate_gate_noise
