@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("momok.data.toy", "write the small synthetic multi-modal KG used by tests and the CI smoke run"),
     "stats": ("momok.data.stats", "print the paper's Table 1 for a dataset folder"),
     "features": ("momok.features.cli", "extract, import or perturb modality feature files"),
-    "train": ("momok.training", "train a model from a config and evaluate its best-validation checkpoint"),
-    "evaluate": ("momok.evaluate_run", "re-evaluate a saved run"),
+    "train": ("momok.commands.train", "train a model from a config and evaluate its best-validation checkpoint"),
+    "evaluate": ("momok.commands.evaluate", "re-evaluate a saved run"),
 }
 
 

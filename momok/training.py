@@ -1,4 +1,5 @@
-"""``momok train``: train a model from a run config, select the best validation epoch, test it once.
+"""The training loop of ``momok train``: train a model from a run config, select the best validation epoch,
+test it once.
 
 The loop (every model alike, through :class:`~momok.models.base.LinkPredictor`):
 
@@ -23,17 +24,23 @@ same config gives identical metrics, and a run interrupted and continued with ``
 optimisers, the schedule, every RNG state and the history) ends with the same metrics as an
 uninterrupted one. CUDA kernels are not bit-reproducible in general.
 
-Run folder (``--out DIR``): ``config.yaml`` (resolved config + provenance), ``history.csv`` (per
-epoch: the mean over steps of the loss, of every part the model logs and of ``estimator_loss``; the
-validation metric when evaluated; the learning rate of the epoch; its training seconds),
-``checkpoint/{best,last}.pt``, ``weights.csv`` (models with ``diagnostics()``) and, written last and
-atomically, ``metrics.json``: a folder without it is unfinished, and a failed run never writes it.
+Run folder (``--out DIR``, :mod:`momok.run_folder`): ``config.yaml`` (resolved config + provenance),
+``history.csv`` (per epoch: the mean over steps of the loss, of every part the model logs and of
+``estimator_loss``; the validation metric when evaluated; the learning rate of the epoch; its training
+seconds), ``checkpoint/{best,last}.pt``, ``weights.csv`` (models with ``diagnostics()``) and, written last
+and atomically, ``metrics.json``: a folder without it is unfinished, and a failed run never writes it (it
+writes ``FAILED`` with the error instead).
+
+What a ``--out`` folder may already hold, and what happens (:func:`plan_start`): nothing -> a new run; a
+run, without ``--resume`` -> an error; with ``--resume``: an interrupted or failed run continues from
+``last.pt`` and a finished one returns its metrics, provided its config (but for ``training.device`` and
+``training.num_threads``) and the sha256 of its feature files are the ones given now; otherwise it is an
+error, or with ``--restart-stale`` (what the workflow passes) the run's files are removed and it starts
+afresh, as does a failed run. A folder holding anything but a momok run is never written to.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import csv
 import io
 import json
@@ -42,137 +49,27 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from momok.config import RunConfig, dump_config, load_config
-from momok.errors import ConfigError, MomokError
+from momok import __version__
+from momok.assembly import AssembledRun, all_triples_filter, autocast, build_run, configure_torch, evaluate_model, selection_value
+from momok.config import RunConfig, dump_config
+from momok.data.datasets import add_inverses
+from momok.diagnostics import write_weights
+from momok.errors import ConfigError, InputError, MomokError
+from momok.evaluation import FilterIndex, metrics_table
 from momok.models.base import LinkPredictor, TrainBatch
-from momok.utils import (git_commit, rng_state, seed_everything, select_device, set_rng_state,
-                         torch_save_atomic, write_json_atomic, write_text_atomic)
+from momok.run_folder import (BEST_CHECKPOINT, CONFIG_FILE, FAILED_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
+                              WEIGHTS_FILE, RunState, clear_run, file_sha256, load_checkpoint, remove_temporaries,
+                              run_state, save_checkpoint, saved_config)
+from momok.utils import (git_commit, rng_state, select_device, set_rng_state, write_json_atomic,
+                         write_text_atomic)
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
-WEIGHTS_FILE = "weights.csv"
-BEST_CHECKPOINT = Path("checkpoint") / "best.pt"
-LAST_CHECKPOINT = Path("checkpoint") / "last.pt"
 #: config keys that may differ between a run and its ``--resume`` (they do not change the numbers on CPU)
 RESUME_MAY_CHANGE = {("training", "device"), ("training", "num_threads")}
-
-
-# ---------------------------------------------------------------------------------------------
-# Building a run: dataset, feature files, model
-
-
-@dataclass
-class Run:
-    """What a config builds: the data, the loaded feature tables and the (untrained) model."""
-
-    config: RunConfig
-    dataset: Any  # momok.data.datasets.KGDataset
-    features: dict[str, Any]  # modality -> FeatureTable
-    feature_sources: dict[str, dict[str, str]]  # modality -> path and file metadata
-    model: LinkPredictor
-    device: torch.device
-
-
-def load_inputs(config: RunConfig) -> tuple[Any, dict[str, Any], dict[str, dict[str, str]]]:
-    """Load the dataset and the feature file of every file-backed modality the model uses.
-
-    Every problem (missing file, rows that do not match the entity list, NaN) is an ``InputError``
-    raised here, before any training.
-    """
-    from momok.data.datasets import load_dataset
-    from momok.features.store import load_features
-
-    dataset = load_dataset(config.dataset.path, duplicates=config.dataset.duplicates, unseen=config.dataset.unseen)
-    features, sources = {}, {}
-    for modality in config.file_modalities():
-        path = config.features.path_of(modality)
-        if path is None:
-            if not config.features.allow_missing:  # load_config already checks this; kept for direct callers
-                raise ConfigError(f"features.{modality}: the model uses {modality} but no feature file is set")
-            continue
-        table = load_features(path, entities=dataset.entities)
-        features[modality] = table
-        sources[modality] = {"path": str(path), **table.metadata}
-    return dataset, features, sources
-
-
-def build_run(config: RunConfig, device: torch.device) -> Run:
-    """Seed every RNG from ``config.seed``, load the inputs and build the model on ``device``."""
-    from momok.models.registry import BuildContext, build_model
-
-    seed_everything(config.seed)
-    dataset, features, sources = load_inputs(config)
-    context = BuildContext(
-        num_entities=dataset.num_entities,
-        num_relations=dataset.num_relations,
-        features=features,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    model = build_model(config.model.name, config.model.options, context)
-    if not isinstance(model, LinkPredictor):
-        raise TypeError(f"model {config.model.name!r} built a {type(model).__name__}, not a LinkPredictor")
-    return Run(config, dataset, features, sources, model.to(device), device)
-
-
-def configure_torch(config: RunConfig, device: torch.device) -> None:
-    """Apply ``training.num_threads`` and ``training.tf32``."""
-    if config.training.num_threads is not None:
-        torch.set_num_threads(config.training.num_threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = config.training.tf32
-        torch.backends.cudnn.allow_tf32 = config.training.tf32
-
-
-def autocast(config: RunConfig, device: torch.device):
-    """The autocast context of ``training.amp`` (a no-op for ``none``)."""
-    if config.training.amp == "none":
-        return contextlib.nullcontext()
-    if config.training.amp == "fp16" and device.type != "cuda":
-        raise ConfigError("training.amp: fp16 needs CUDA; use bf16 or none on the CPU")
-    dtype = torch.bfloat16 if config.training.amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def evaluate_model(run: Run, triples: torch.Tensor, filter_index) -> dict[str, dict]:
-    """Filtered evaluation of every score the model returns: ``{score_key: summary}``."""
-    from momok.evaluation import evaluate
-
-    model = run.model
-    model.eval()
-
-    def score_fn(entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
-        with autocast(run.config, run.device):
-            scores = model.scores(entities.to(run.device), relations.to(run.device))
-        return {key: value.float() for key, value in scores.items()}
-
-    return evaluate(
-        score_fn, triples,
-        num_entities=run.dataset.num_entities, num_relations=run.dataset.num_relations,
-        filter_index=filter_index, batch_size=run.config.evaluation.batch_size, device=run.device,
-        relation_names=run.dataset.relations,
-    )
-
-
-def all_triples_filter(dataset):
-    """The filter of the standard filtered setting: every train, valid and test triple."""
-    from momok.evaluation import FilterIndex
-
-    triples = torch.cat([dataset.train, dataset.valid, dataset.test])
-    return FilterIndex(triples, dataset.num_entities, dataset.num_relations)
-
-
-def selection_value(config: RunConfig, model: LinkPredictor, summaries: dict[str, dict]) -> float:
-    """The validation number that selects the best epoch (higher is better)."""
-    key = model.ranking_key
-    if key not in summaries:
-        raise MomokError(f"the model ranks by {key!r} but its scores() returned only {sorted(summaries)}")
-    return float(summaries[key]["both"][config.evaluation.rank][config.evaluation.metric])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,8 +83,6 @@ def training_queries(train: torch.Tensor, num_relations: int, *, distinct: bool)
     distinct query ``(e, r)`` once, with the answer of its first occurrence, in order of first
     occurrence (its other answers reach the model through ``TrainBatch.labels``).
     """
-    from momok.data.datasets import add_inverses
-
     queries = add_inverses(train, num_relations)
     if not distinct or len(queries) == 0:
         return queries
@@ -324,73 +219,164 @@ def _train_epoch(config: RunConfig, model: LinkPredictor, queries: torch.Tensor,
     return mean_loss, {name: total / steps for name, total in totals.items()}
 
 
-def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
+@dataclass
+class Start:
+    """How a run starts, decided by :func:`plan_start` before anything is written."""
+
+    action: Literal["fresh", "continue", "finished"]
+    clear: bool = False  # remove the run files already in the folder first
+    checkpoint: dict[str, Any] | None = None  # "continue": the content of last.pt
+    metrics: dict[str, Any] | None = None  # "finished": the content of metrics.json
+
+
+def feature_digests(config: RunConfig) -> dict[str, str]:
+    """The sha256 of each configured feature file the model reads (files not found are left out: loading
+    the inputs names them)."""
+    digests = {}
+    for modality in config.file_modalities():
+        path = config.features.path_of(modality)
+        if path is not None and Path(path).is_file():
+            digests[modality] = file_sha256(path)
+    return digests
+
+
+def _differences(old_config: dict, config: RunConfig, old_digests: dict[str, str], digests: dict[str, str]) -> str:
+    """What makes a saved run other than the one ``config`` asks for ("" when nothing)."""
+    problems = []
+    changed = _changed_keys(old_config, config.to_dict())
+    if changed:
+        problems.append(f"its config differs in {', '.join(changed)}")
+    swapped = sorted(m for m in set(old_digests) | set(digests) if old_digests.get(m) != digests.get(m))
+    if swapped:
+        problems.append(f"the {', '.join(swapped)} feature file differs from the one it was trained on (sha256)")
+    return "; ".join(problems)
+
+
+def plan_start(out: Path, config: RunConfig, digests: dict[str, str], *, resume: bool,
+               restart_stale: bool) -> Start:
+    """Decide from what ``out`` holds how to start (see the module docstring); raises before any change."""
+    state = run_state(out)
+    if state is RunState.NEW:
+        return Start("fresh")
+    if not resume:
+        hint = "continue it with --resume" if state is not RunState.FINISHED else "choose another --out"
+        raise ConfigError(f"{out} already holds a {state.value} run; {hint}, or delete the folder")
+    if state is RunState.STARTED or (state is RunState.FAILED and restart_stale):
+        return Start("fresh", clear=True)
+    try:
+        if state is RunState.FINISHED:
+            metrics = _read_metrics(out / METRICS_FILE)
+            old_digests = {m: s.get("sha256") for m, s in metrics.get("feature_sources", {}).items()}
+            stale = _differences(saved_config(out), config, old_digests, digests)
+            if not stale:
+                return Start("finished", metrics=metrics)
+        elif not (out / LAST_CHECKPOINT).exists():  # failed before its first checkpoint
+            return Start("fresh", clear=True)
+        else:
+            checkpoint = load_checkpoint(out / LAST_CHECKPOINT)
+            stale = _differences(checkpoint["config"], config, checkpoint.get("feature_digests", {}), digests)
+            if not stale:
+                return Start("continue", checkpoint=checkpoint)
+    except InputError as err:
+        if not restart_stale:
+            raise
+        stale = str(err)
+    if not restart_stale:
+        raise ConfigError(f"--resume: {out} holds another run: {stale}; delete the folder, choose another --out, "
+                          "or pass --restart-stale to start it afresh")
+    print(f"{out}: starting afresh ({stale})", file=sys.stderr)
+    return Start("fresh", clear=True)
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(path, f"unreadable ({err})") from None
+
+
+def train(config: RunConfig, out: str | Path, *, resume: bool = False, restart_stale: bool = False,
+          progress: bool = True) -> dict:
     """Train, select on validation, test the best checkpoint; write the run folder; return metrics.
 
-    ``resume``: continue from ``out/checkpoint/last.pt`` when it exists (else start afresh); a run
-    folder that already has ``metrics.json`` is finished and its metrics are returned unchanged.
-    Without ``resume`` a folder holding a run (``metrics.json`` or ``last.pt``) is an error.
+    ``resume``/``restart_stale``: what to do with a run already in ``out`` (module docstring). An error
+    raised after the run folder is set up leaves ``FAILED`` (holding the message) and no ``metrics.json``.
     """
     out = Path(out)
-    last_path, best_path = out / LAST_CHECKPOINT, out / BEST_CHECKPOINT
-    if (out / METRICS_FILE).exists():
-        if resume:
-            print(f"{out} is finished ({METRICS_FILE} exists); nothing to do", file=sys.stderr)
-            return json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
-        raise ConfigError(f"{out} already holds a finished run; choose another --out or delete it")
-    if last_path.exists() and not resume:
-        raise ConfigError(f"{out} holds an unfinished run ({LAST_CHECKPOINT}); continue it with --resume, "
-                          "or delete the folder")
+    digests = feature_digests(config)
+    start = plan_start(out, config, digests, resume=resume, restart_stale=restart_stale)
+    if start.action == "finished":
+        print(f"{out} is finished ({METRICS_FILE} exists); nothing to do", file=sys.stderr)
+        return start.metrics
 
     device = select_device(config.training.device)
     autocast(config, device)  # fails now, before the run folder is touched, on an amp option the device lacks
     configure_torch(config, device)
-    run = build_run(config, device)  # seeds every RNG first
-    model, dataset = run.model, run.dataset
+    run = build_run(config, device)  # seeds every RNG first; input errors stop here, the folder untouched
+    for modality, digest in digests.items():
+        run.feature_sources[modality]["sha256"] = digest
+    queries, label_index = _training_data(run)
+    if start.clear:
+        clear_run(out)
+    remove_temporaries(out)
+    (out / FAILED_FILE).unlink(missing_ok=True)
+    if start.action == "fresh":
+        out.mkdir(parents=True, exist_ok=True)
+        provenance = {"momok_version": __version__, "git_commit": git_commit(),
+                      "torch_version": str(torch.__version__), "command": " ".join(sys.argv)}
+        write_text_atomic(out / CONFIG_FILE, dump_config(config, {"provenance": provenance}))
+    try:
+        return _train_and_test(run, out, queries, label_index, start.checkpoint, digests, progress)
+    except Exception as err:
+        write_text_atomic(out / FAILED_FILE, f"{type(err).__name__}: {err}\n")
+        raise
+
+
+def _training_data(run: AssembledRun) -> tuple[torch.Tensor, FilterIndex | None]:
+    """The training queries and, for models whose loss reads every answer of a query, their label index."""
+    config, model, dataset = run.config, run.model, run.dataset
+    queries = training_queries(dataset.train, dataset.num_relations, distinct=config.training.label_batching)
+    if len(queries) == 0:
+        raise MomokError(f"{config.dataset.path}: no training triples")
+    if not (model.needs_labels() or config.training.label_batching):
+        return queries, None
+    if not model.needs_labels():
+        raise ConfigError("training.label_batching: the model's loss does not read labels")
+    return queries, FilterIndex(dataset.train, dataset.num_entities, dataset.num_relations)
+
+
+def _train_and_test(run: AssembledRun, out: Path, queries: torch.Tensor, label_index: FilterIndex | None,
+                    saved: dict[str, Any] | None, digests: dict[str, str], progress: bool) -> dict:
+    """The loop from ``saved`` (``last.pt``'s content) or from the start, then the test of the best epoch."""
+    config, model, dataset, device = run.config, run.model, run.dataset, run.device
+    last_path, best_path = out / LAST_CHECKPOINT, out / BEST_CHECKPOINT
     generator = torch.Generator().manual_seed(config.seed)
     optimiser, estimator_optimiser, schedule = make_optimisers(config, model)
     scaler = torch.amp.GradScaler("cuda", enabled=config.training.amp == "fp16")
     estimator_scaler = torch.amp.GradScaler("cuda", enabled=config.training.amp == "fp16")
 
-    queries = training_queries(dataset.train, dataset.num_relations, distinct=config.training.label_batching)
-    if len(queries) == 0:
-        raise MomokError(f"{config.dataset.path}: no training triples")
-    label_index = None
-    if model.needs_labels() or config.training.label_batching:
-        if not model.needs_labels():
-            raise ConfigError("training.label_batching: the model's loss does not read labels")
-        from momok.evaluation import FilterIndex
-
-        label_index = FilterIndex(dataset.train, dataset.num_entities, dataset.num_relations)
     filter_index = all_triples_filter(dataset)
     state = LoopState()
     best_model = None  # CPU copy of the best state_dict so far (also kept in last.pt)
 
-    if resume and last_path.exists():
-        saved = torch.load(last_path, map_location="cpu", weights_only=False)
-        changed = _changed_keys(saved["config"], config.to_dict())
-        if changed:
-            raise ConfigError(f"--resume: the config differs from the interrupted run's in {', '.join(changed)}")
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        if estimator_optimiser is not None:
-            estimator_optimiser.load_state_dict(saved["estimator_optimiser"])
-        if schedule is not None:
-            schedule.load_state_dict(saved["schedule"])
-        scaler.load_state_dict(saved["scaler"])
-        estimator_scaler.load_state_dict(saved["estimator_scaler"])
-        state = LoopState(**saved["loop"])
-        generator.set_state(saved["generator"])
-        set_rng_state(saved["rng"])
+    if saved is not None:
+        try:
+            model.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimiser"])
+            if estimator_optimiser is not None:
+                estimator_optimiser.load_state_dict(saved["estimator_optimiser"])
+            if schedule is not None:
+                schedule.load_state_dict(saved["schedule"])
+            scaler.load_state_dict(saved["scaler"])
+            estimator_scaler.load_state_dict(saved["estimator_scaler"])
+            state = LoopState(**saved["loop"])
+            generator.set_state(saved["generator"])
+            set_rng_state(saved["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise InputError(last_path, f"does not fit this run's model and optimisers ({err})") from None
         best_model = saved["best_model"]
         if best_model is not None:  # best.pt may be newer than last.pt if the run died in between
-            torch_save_atomic(best_path, {"model": best_model, "epoch": state.best_epoch})
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        provenance = {"momok_version": _version(), "git_commit": git_commit(),
-                      "torch_version": str(torch.__version__), "command": " ".join(sys.argv)}
-        write_text_atomic(out / CONFIG_FILE, dump_config(config, {"provenance": provenance}))
-
+            save_checkpoint(best_path, {"model": best_model, "epoch": state.best_epoch})
 
     epochs = config.training.epochs
     bar = tqdm(total=epochs, initial=state.epoch, desc="train", unit="epoch", disable=not progress)
@@ -416,7 +402,7 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress:
             if valid_value > state.best_value or state.best_epoch is None:
                 state.best_value, state.best_epoch, state.bad_evaluations = valid_value, epoch, 0
                 best_model = _cpu_copy(model.state_dict())
-                torch_save_atomic(best_path, {"model": best_model, "epoch": epoch})
+                save_checkpoint(best_path, {"model": best_model, "epoch": epoch})
             else:
                 state.bad_evaluations += 1
                 patience = config.evaluation.patience
@@ -427,15 +413,27 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress:
         state.epoch = epoch
         _write_history(out, state.history)
         if epoch % config.output.checkpoint_every == 0 or epoch == epochs or state.stopped_early:
-            _save_last(last_path, config, model, optimiser, estimator_optimiser, schedule, scaler,
-                       estimator_scaler, generator, state, best_model)
+            save_checkpoint(last_path, {
+                "config": config.to_dict(),
+                "feature_digests": digests,
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "estimator_optimiser": None if estimator_optimiser is None else estimator_optimiser.state_dict(),
+                "schedule": None if schedule is None else schedule.state_dict(),
+                "scaler": scaler.state_dict(),
+                "estimator_scaler": estimator_scaler.state_dict(),
+                "generator": generator.get_state(),
+                "rng": rng_state(),
+                "loop": dict(vars(state)),
+                "best_model": best_model,
+            })
         bar.update(1)
         bar.set_postfix(loss=f"{mean_loss:.4g}", **({} if state.last_valid is None else
                                                    {f"valid_{config.evaluation.metric}": f"{state.last_valid:.4f}"}))
     bar.close()
 
     # The test: the best-validation checkpoint, loaded from disk, evaluated once.
-    best = torch.load(best_path, map_location=device, weights_only=True)
+    best = load_checkpoint(best_path, device)
     model.load_state_dict(best["model"])
     started = time.perf_counter()
     valid = evaluate_model(run, dataset.valid, filter_index)
@@ -457,133 +455,14 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress:
                    "valid_seconds": round(state.valid_seconds, 3),
                    "final_evaluation_seconds": round(final_seconds, 3),
                    "device": str(device)},
-        "momok_version": _version(),
+        "momok_version": __version__,
     }
     write_json_atomic(out / METRICS_FILE, metrics)  # last: its presence marks the run finished
     if progress:
-        from momok.evaluation import metrics_table
-
         print(f"best epoch {metrics['best_epoch']}; test:\n{metrics_table(test)}", file=sys.stderr)
     return metrics
-
-
-def _save_last(path, config, model, optimiser, estimator_optimiser, schedule, scaler, estimator_scaler,
-               generator, state: LoopState, best_model: dict | None) -> None:
-    torch_save_atomic(path, {
-        "config": config.to_dict(),
-        "model": model.state_dict(),
-        "optimiser": optimiser.state_dict(),
-        "estimator_optimiser": None if estimator_optimiser is None else estimator_optimiser.state_dict(),
-        "schedule": None if schedule is None else schedule.state_dict(),
-        "scaler": scaler.state_dict(),
-        "estimator_scaler": estimator_scaler.state_dict(),
-        "generator": generator.get_state(),
-        "rng": rng_state(),
-        "loop": dict(vars(state)),
-        "best_model": best_model,
-    })
 
 
 def _cpu_copy(state_dict: dict) -> dict:
     """A CPU copy of a state dict (tensors cloned, other values such as extra states kept)."""
     return {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v for k, v in state_dict.items()}
-
-
-def _version() -> str:
-    from momok import __version__
-
-    return __version__
-
-
-# ---------------------------------------------------------------------------------------------
-# weights.csv: per-relation means of the model's diagnostics (MoMoK: alpha and expert gates)
-
-
-def diagnostic_columns(diagnostics: dict[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
-    """Flatten diagnostics to ``[B]`` columns: ``{name: Tensor[B]}`` -> ``name``; ``Tensor[B, k, ...]`` ->
-    ``name_0 .. name_{k-1}``; a nested ``{name: {key: tensor}}`` -> ``name_key...``."""
-    columns = {}
-    for name, value in diagnostics.items():
-        name = f"{prefix}{name}"
-        if isinstance(value, dict):
-            columns.update(diagnostic_columns(value, prefix=f"{name}_"))
-            continue
-        value = value.detach().float().cpu()
-        if value.dim() == 1:
-            columns[name] = value
-        else:
-            flat = value.reshape(value.shape[0], -1)
-            for i in range(flat.shape[1]):
-                columns[f"{name}_{i}"] = flat[:, i]
-    return columns
-
-
-def relation_weights(run: Run, triples: torch.Tensor) -> list[dict[str, Any]]:
-    """Mean of every diagnostic column per relation and direction over the queries of ``triples``.
-
-    Tail queries ``(h, r)`` are direction ``tail``, head queries ``(t, r + R)`` direction ``head``;
-    rows are keyed by the original relation id ``r``. Empty when the model has no diagnostics.
-    """
-    model, R = run.model, run.dataset.num_relations
-    model.eval()
-    rows = []
-    size = run.config.evaluation.batch_size
-    for direction, entities, relations in (("tail", triples[:, 0], triples[:, 1]),
-                                           ("head", triples[:, 2], triples[:, 1] + R)):
-        sums: dict[str, torch.Tensor] = {}
-        counts = torch.zeros(R, dtype=torch.float64)
-        for start in range(0, len(triples), size):
-            e, r = entities[start:start + size], relations[start:start + size]
-            with torch.no_grad(), autocast(run.config, run.device):
-                columns = diagnostic_columns(model.diagnostics(e.to(run.device), r.to(run.device)))
-            if not columns:
-                return []
-            base = (r % R).long()
-            counts.index_add_(0, base, torch.ones(len(base), dtype=torch.float64))
-            for name, values in columns.items():
-                sums.setdefault(name, torch.zeros(R, dtype=torch.float64)).index_add_(0, base, values.double())
-        for relation in range(R):
-            if counts[relation] > 0:
-                row = {"relation": relation, "relation_name": run.dataset.relations[relation],
-                       "direction": direction, "count": int(counts[relation])}
-                row.update({name: float(total[relation] / counts[relation]) for name, total in sums.items()})
-                rows.append(row)
-    return rows
-
-
-def write_weights(run: Run, triples: torch.Tensor, path: Path) -> bool:
-    """Write ``weights.csv`` from :func:`relation_weights`; False (nothing written) without diagnostics."""
-    rows = relation_weights(run, triples)
-    if not rows:
-        return False
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, help="run config (YAML); see config/run.example.yaml")
-    parser.add_argument("--out", required=True, type=Path, help="run folder to write")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override a config value, e.g. --set model.num_experts=5 (value parsed as YAML); "
-                             "repeatable")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT/checkpoint/last.pt when present (a finished run is left as is)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override training.device")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
-
-
-def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.device is not None:
-        overrides.append(f"training.device={args.device}")
-    config = load_config(args.config, overrides)
-    train(config, args.out, resume=args.resume, progress=not args.quiet)
-    return 0

@@ -227,7 +227,7 @@ def train_until_interrupted(config, out: Path, monkeypatch) -> None:
 
 
 def test_diagnostic_columns_flatten_nested_diagnostics():
-    from momok.training import diagnostic_columns
+    from momok.diagnostics import diagnostic_columns
 
     columns = diagnostic_columns({"alpha": torch.tensor([[0.2, 0.8], [0.5, 0.5]]), "tau": torch.tensor([1.0, 2.0]),
                                   "gates": {"s": torch.tensor([[0.1, 0.9], [0.3, 0.7]])}})
@@ -391,7 +391,7 @@ def test_resume_with_checkpoint_every_two_epochs(tmp_path, kg):
 
 
 def test_the_best_validation_checkpoint_is_tested(tmp_path, kg):
-    from momok.evaluate_run import evaluate_checkpoint
+    from momok.commands.evaluate import evaluate_checkpoint
 
     # learns for 2 epochs (8 steps of 16 queries ~ 2 epochs), then unlearns: validation peaks early
     config = load_config(write_config(tmp_path / "c.yaml", kg, model={"unlearn_after_steps": 16},
@@ -515,7 +515,7 @@ def momok_config(path: Path, dataset: Path, **model) -> Path:
 
 
 def test_momok_resumes_exactly_and_evaluate_reproduces_it(tmp_path, small_toy, monkeypatch):
-    from momok.evaluate_run import evaluate_checkpoint
+    from momok.commands.evaluate import evaluate_checkpoint
 
     config = load_config(momok_config(tmp_path / "c.yaml", small_toy, club_pairs="random"))
     straight = train(config, tmp_path / "straight", progress=False)

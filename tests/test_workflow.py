@@ -264,26 +264,23 @@ def test_changing_one_ablation_reruns_only_its_runs(tmp_path):
 
 
 FAKE_TRAIN = """#!{python}
-# Stands in for `momok train`: records its arguments, leaves a checkpoint, fails when asked to.
+# Stands in for `momok train`: records its arguments and finishes the run.
 import os, sys
 args = sys.argv[1:]
 with open({calls!r}, "a") as handle:
     handle.write(" ".join(args) + "\\n")
 out = args[args.index("--out") + 1]
-os.makedirs(os.path.join(out, "checkpoint"), exist_ok=True)
-open(os.path.join(out, "checkpoint", "last.pt"), "w").close()
-if os.path.exists({fail!r}):
-    sys.exit(3)
 with open(os.path.join(out, "metrics.json"), "w") as handle:
     handle.write("{{}}")
 """
 
 
-def test_train_resumes_interrupted_runs_only(tmp_path):
-    """--resume after an interruption; a fresh start after a failure or a config change."""
+def test_train_rule_leaves_resume_decisions_to_momok_train(tmp_path):
+    """The rule always passes --resume --restart-stale: `momok train` continues an interrupted run and starts
+    afresh a failed or changed one (tests/test_training.py tests that policy)."""
     config = load(TOY)
     path = write_config(tmp_path, config)
-    work, calls, fail = tmp_path / "work", tmp_path / "calls.txt", tmp_path / "fail"
+    work, calls = tmp_path / "work", tmp_path / "calls.txt"
     for name in ("entity2id.txt", "relation2id.txt", "train.txt", "valid.txt", "test.txt"):
         (work / "data/raw/toy").mkdir(parents=True, exist_ok=True)
         (work / "data/raw/toy" / name).touch()
@@ -293,38 +290,17 @@ def test_train_resumes_interrupted_runs_only(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stub = bin_dir / "momok"
-    stub.write_text(FAKE_TRAIN.format(python=sys.executable, calls=str(calls), fail=str(fail)))
+    stub.write_text(FAKE_TRAIN.format(python=sys.executable, calls=str(calls)))
     stub.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    run = work / "results/runs/toy/momok/wo_noise/seed0"
     target = "results/runs/toy/momok/wo_noise/seed0/metrics.json"
-
-    def train() -> tuple[int, str]:
-        result = snakemake(work, target, "--cores", "1", config=path, env=env)
-        return result.returncode, calls.read_text().splitlines()[-1]
-
-    code, args = train()  # fresh
-    assert code == 0 and "--resume" not in args and (run / "metrics.json").exists()
-
-    (run / "metrics.json").unlink()  # interrupted after a checkpoint: continue it
-    (run / "checkpoint/last.pt").touch()
-    code, args = train()
-    assert code == 0 and "--resume" in args and f"--set training.num_threads=1" in args
-
-    (run / "metrics.json").unlink()
-    (run / "stale.txt").touch()
-    fail.touch()  # the trainer fails: the run is marked FAILED
-    code, args = train()
-    assert code != 0 and (run / "FAILED").exists() and not (run / "metrics.json").exists()
-    fail.unlink()  # after a failure: start afresh, in a clean folder
-    code, args = train()
-    assert code == 0 and "--resume" not in args
-    assert not (run / "FAILED").exists() and not (run / "stale.txt").exists()
-
-    config["variants"]["wo_noise"]["model"]["expert_dropout"] = 0.2  # a changed config: afresh
-    write_config(tmp_path, config)
-    code, args = train()
-    assert code == 0 and "--resume" not in args and len(calls.read_text().splitlines()) == 5
+    result = snakemake(work, target, "--cores", "1", config=path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    args = calls.read_text().splitlines()[-1].split()
+    assert args[:2] == ["train", "--config"] and args[2].endswith("results/configs/toy/momok/wo_noise/seed0.yaml")
+    assert args[3:] == ["--out", "results/runs/toy/momok/wo_noise/seed0", "--resume", "--restart-stale",
+                        "--set", "training.num_threads=1"]
+    assert (work / "results/configs/toy/momok/wo_noise/seed0.yaml").stat().st_mode & 0o777 != 0o600
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 # config/config.yaml (common.smk: run_config) into results/configs/; the YAML text is a param, so a
 # changed entry reruns exactly the runs it reaches.
 
+from momok.utils import write_text_atomic
+
 
 rule run_config:
     output:
@@ -12,14 +14,12 @@ rule run_config:
         "results/logs/run_config/{dataset}/{model}/{variant}/seed{seed}.log",
     localrule: True
     run:
-        with open(output[0], "w", encoding="utf-8") as handle:
-            handle.write(params.text)
+        write_text_atomic(output[0], params.text)
 
 
-# `momok train` writes metrics.json last (atomically), so a run folder without it is unfinished.
-# A run that was interrupted (killed with its job, e.g. a lost node or Ctrl-C; checkpoint/last.pt
-# newer than the rendered config) continues with --resume. A run that failed (momok train exited
-# with an error: the FAILED marker) or whose config changed starts afresh: its folder is removed.
+# `momok train` writes metrics.json last (atomically), so a run folder without it is unfinished. With
+# --resume --restart-stale it continues a run that was interrupted (a lost node, Ctrl-C) and starts afresh
+# one that failed or whose config or feature files changed (momok/training.py: plan_start).
 rule train:
     input:
         unpack(train_inputs),
@@ -39,16 +39,5 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        """
-        run={params.run_dir:q}
-        if [ -e "$run/checkpoint/last.pt" ] && [ "$run/checkpoint/last.pt" -nt {input.config:q} ] \
-            && [ ! -e "$run/FAILED" ]; then
-            resume=--resume
-        else
-            resume=
-            rm -rf "$run"
-        fi
-        momok train --config {input.config:q} --out "$run" $resume \
-            --set training.num_threads={threads} > {log:q} 2>&1 \
-            || {{ mkdir -p "$run" && touch "$run/FAILED"; exit 1; }}
-        """
+        "momok train --config {input.config:q} --out {params.run_dir:q} --resume --restart-stale"
+        " --set training.num_threads={threads} > {log:q} 2>&1"

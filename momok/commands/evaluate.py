@@ -13,12 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
+from momok.assembly import all_triples_filter, build_run, configure_torch, evaluate_model
 from momok.config import load_config
 from momok.errors import InputError
-from momok.training import (BEST_CHECKPOINT, CONFIG_FILE, all_triples_filter, build_run, configure_torch,
-                            evaluate_model)
+from momok.evaluation import metrics_table
+from momok.run_folder import BEST_CHECKPOINT, CONFIG_FILE, load_checkpoint
 from momok.utils import select_device, write_json_atomic
 
 
@@ -34,7 +33,7 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *, device: str
     torch_device = select_device(config.training.device)
     configure_torch(config, torch_device)
     run = build_run(config, torch_device)
-    best = torch.load(run_dir / BEST_CHECKPOINT, map_location=torch_device, weights_only=True)
+    best = load_checkpoint(run_dir / BEST_CHECKPOINT, torch_device)
     try:
         run.model.load_state_dict(best["model"])
     except (RuntimeError, KeyError) as err:
@@ -51,8 +50,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from momok.evaluation import metrics_table
-
     results = evaluate_checkpoint(args.checkpoint, args.split, device=args.device)
     if args.out is not None:
         write_json_atomic(args.out, results)
