@@ -558,3 +558,175 @@ def test_relative_paths_resolve_against_the_working_directory(tmp_path, kg, monk
     monkeypatch.chdir(tmp_path / "configs")  # from elsewhere the same relative paths name nothing
     with pytest.raises(InputError, match="dataset folder not found"):
         train(load_config(config), tmp_path / "run2", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a --out folder may already hold (momok.training.plan_start) and checkpoint safety
+
+
+class _RunsCode:
+    """Unpickling this object runs code (touches a file): what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, kg, monkeypatch):
+    config = load_config(write_config(tmp_path / "c.yaml", kg))
+    train_until_interrupted(config, tmp_path / "run", monkeypatch)
+    marker = tmp_path / "pwned"
+    last = tmp_path / "run/checkpoint/last.pt"
+    saved = torch.load(last, weights_only=True)  # what momok writes loads without pickle
+    saved["loop"]["history"] = _RunsCode(marker)
+    torch.save(saved, last)
+    with pytest.raises(InputError, match="refused: the file holds Python objects") as err:
+        train(config, tmp_path / "run", resume=True, progress=False)
+    assert str(last) in str(err.value) and not marker.exists()
+    best = tmp_path / "run/checkpoint/best.pt"
+    torch.save({"model": _RunsCode(marker), "epoch": 1}, best)
+    (tmp_path / "run/metrics.json").write_text("{}")  # so that evaluate finds a finished-looking run
+    from momok.commands.evaluate import evaluate_checkpoint
+
+    with pytest.raises(InputError, match="refused"):
+        evaluate_checkpoint(tmp_path / "run")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("which", ["last", "best"])
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, kg, monkeypatch, which):
+    config = load_config(write_config(tmp_path / "c.yaml", kg))
+    train_until_interrupted(config, tmp_path / "run", monkeypatch)
+    path = tmp_path / f"run/checkpoint/{which}.pt"
+    path.write_bytes(path.read_bytes()[:300])
+    if which == "last":
+        with pytest.raises(InputError, match="truncated or not a momok checkpoint") as err:
+            train(config, tmp_path / "run", resume=True, progress=False)
+        # --restart-stale starts such a run afresh instead, and ends like a straight run
+        restarted = train(config, tmp_path / "run", resume=True, restart_stale=True, progress=False)
+        assert numbers(restarted) == numbers(train(config, tmp_path / "straight", progress=False))
+    else:
+        from momok.commands.evaluate import evaluate_checkpoint
+
+        with pytest.raises(InputError, match="truncated or not a momok checkpoint") as err:
+            evaluate_checkpoint(tmp_path / "run")
+    assert str(path) in str(err.value)
+
+
+def test_out_must_be_a_new_empty_or_run_folder(tmp_path, kg):
+    config = load_config(write_config(tmp_path / "c.yaml", kg, training={"epochs": 1}))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(InputError, match="--out must be a folder"):
+        train(config, a_file, progress=False)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "history.csv").write_text("my own numbers\n")
+    for resume in (False, True):
+        with pytest.raises(InputError, match="holds no momok run"):
+            train(config, foreign, resume=resume, restart_stale=resume, progress=False)
+    assert a_file.read_text() == "mine" and (foreign / "history.csv").read_text() == "my own numbers\n"
+    assert sorted(p.name for p in foreign.iterdir()) == ["history.csv"]
+    (tmp_path / "empty").mkdir()
+    assert train(config, tmp_path / "empty", progress=False)["epochs_run"] == 1
+
+
+def test_resume_refuses_a_run_with_another_config(tmp_path, kg):
+    config_path = write_config(tmp_path / "c.yaml", kg, training={"epochs": 2})
+    finished = train(load_config(config_path), tmp_path / "run", progress=False)
+    assert train(load_config(config_path, ["training.num_threads=2"]), tmp_path / "run", resume=True,
+                 progress=False) == finished  # thread count may differ
+    changed = load_config(config_path, ["model.dim=16"])
+    with pytest.raises(ConfigError, match="config differs in model.dim"):
+        train(changed, tmp_path / "run", resume=True, progress=False)
+    assert json.loads((tmp_path / "run/metrics.json").read_text()) == json.loads(json.dumps(finished))
+    restarted = train(changed, tmp_path / "run", resume=True, restart_stale=True, progress=False)
+    assert numbers(restarted) == numbers(train(changed, tmp_path / "straight", progress=False))
+    assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["model"]["dim"] == 16
+
+
+def test_resume_refuses_a_swapped_feature_file(tmp_path, kg, monkeypatch):
+    from momok.data.datasets import load_dataset
+
+    entities = load_dataset(kg).entities
+    image = write_features(tmp_path / "image.safetensors", entities)
+    config = load_config(write_config(tmp_path / "c.yaml", kg, model={"modalities": ["structure", "image"]},
+                                      features={"image": str(image)}))
+    train_until_interrupted(config, tmp_path / "run", monkeypatch)
+    assert torch.load(tmp_path / "run/checkpoint/last.pt", weights_only=True)["feature_digests"]["image"]
+    from momok.features.store import load_features, save_features
+
+    table = load_features(image)
+    table.features.mul_(2.0)  # same shape and metadata, other numbers
+    save_features(image, table)
+    with pytest.raises(ConfigError, match="image feature file differs"):
+        train(config, tmp_path / "run", resume=True, progress=False)
+    restarted = train(config, tmp_path / "run", resume=True, restart_stale=True, progress=False)
+    assert restarted["feature_sources"]["image"]["sha256"] == __import__("hashlib").sha256(
+        image.read_bytes()).hexdigest()
+    with pytest.raises(ConfigError, match="image feature file differs"):  # a finished run is checked too
+        table.features.mul_(2.0)
+        save_features(image, table)
+        train(config, tmp_path / "run", resume=True, progress=False)
+
+
+def test_failed_runs_are_marked_and_restart_stale_starts_them_afresh(tmp_path, kg):
+    failing = load_config(write_config(tmp_path / "f.yaml", kg, model={"fail_at_step": 9}))
+    with pytest.raises(RuntimeError, match="on purpose"):
+        train(failing, tmp_path / "run", progress=False)
+    assert "on purpose" in (tmp_path / "run/FAILED").read_text()
+    fixed = load_config(write_config(tmp_path / "c.yaml", kg))
+    with pytest.raises(ConfigError, match="failed run"):
+        train(fixed, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="config differs in model.fail_at_step"):
+        train(fixed, tmp_path / "run", resume=True, progress=False)
+    metrics = train(fixed, tmp_path / "run", resume=True, restart_stale=True, progress=False)
+    assert not (tmp_path / "run/FAILED").exists()
+    assert numbers(metrics) == numbers(train(fixed, tmp_path / "straight", progress=False))
+
+
+def test_temporary_files_of_a_killed_run_are_removed_on_resume(tmp_path, kg, monkeypatch):
+    config = load_config(write_config(tmp_path / "c.yaml", kg))
+    train_until_interrupted(config, tmp_path / "run", monkeypatch)
+    left = [tmp_path / "run/.metrics.json.abc123.tmp", tmp_path / "run/checkpoint/.last.pt.x9.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    train(config, tmp_path / "run", resume=True, progress=False)
+    assert not any(path.exists() for path in left)
+
+
+def test_run_files_follow_the_umask(tmp_path, kg):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        train(load_config(write_config(tmp_path / "c.yaml", kg, training={"epochs": 1})), tmp_path / "run",
+              progress=False)
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["--out", "{file}"], "--out must be a folder"),
+    (["--out", "{foreign}"], "holds no momok run"),
+    (["--out", "{run}", "--resume", "--set", "model.dim=16"], "config differs in model.dim"),
+    (["--out", "{run}", "--restart-stale"], "--restart-stale: only applies with --resume"),
+    (["--out", "{run}", "--resume", "--set", "training.epochz=3"], "training.epochz: unknown key"),
+])
+def test_momok_train_reports_bad_run_folders_in_one_line(tmp_path, kg, capsys, arguments, expected):
+    config = write_config(tmp_path / "c.yaml", kg, training={"epochs": 1})
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign/notes.txt").write_text("x")
+    assert cli.main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    folders = {"file": tmp_path / "file", "foreign": tmp_path / "foreign", "run": tmp_path / "run"}
+    arguments = [a.format(**folders) for a in arguments]
+    assert cli.main(["train", "--config", str(config), "--quiet", *arguments]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
