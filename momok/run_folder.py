@@ -16,7 +16,6 @@ a crafted file cannot run code. A file that is truncated or is not such a checkp
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import shutil
 import zipfile
@@ -115,15 +114,6 @@ def clear_run(out: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (feature files are recorded by it, so a swapped file is noticed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: Path, content: dict[str, Any]) -> None:
