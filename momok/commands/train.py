@@ -12,7 +12,8 @@ from momok.training import train
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="run config (YAML); see config/run.example.yaml")
-    parser.add_argument("--out", required=True, type=Path, help="run folder to write (new or empty, or a run to resume)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="run folder to write (new or empty, or a run to resume)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override a config value, e.g. --set model.num_experts=5 (value parsed as YAML); "
                              "repeatable")
