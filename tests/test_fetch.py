@@ -61,7 +61,7 @@ def server(upstream):
 
 
 def no_partial_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.endswith(".part")]
+    return not [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
 
 def test_download_verifies_and_writes_every_file(server, upstream, tmp_path):
@@ -108,11 +108,82 @@ def test_resume_skips_verified_files_and_refetches_bad_ones(server, upstream, tm
     fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append)
     assert requests == ["/TinyUp/test.txt"]
     assert "TINY/train.txt: present, sha256 ok (skipped)" in log
-    assert "TINY/test.txt: present but its sha256 differs; fetching it again" in log
+    bad = hashlib.sha256(b"truncated").hexdigest()
+    assert (f"TINY/test.txt: removed the file present: its sha256 {bad} is not the expected {sums['test.txt']}; "
+            f"fetching it again") in log
+    assert any(line.startswith("TINY/test.txt: downloaded") and line.endswith("(replaces the removed file)")
+               for line in log)
     assert sha256_file(dest / "test.txt") == sums["test.txt"]
     requests.clear()
     fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
     assert len(requests) == 5
+
+
+@pytest.mark.parametrize("failure", ["upstream changed", "missing upstream"])
+def test_corrupt_file_is_not_left_when_the_refetch_fails(server, upstream, tmp_path, failure):
+    base, _ = server
+    root, sources, sums = upstream
+    dest = tmp_path / "dest"
+    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
+    (dest / "test.txt").write_text("truncated")
+    if failure == "upstream changed":
+        (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")
+    else:
+        (root / "TinyUp" / "test.txt").unlink()
+    log: list[str] = []
+    with pytest.raises(MomokError, match="sha256 mismatch" if failure == "upstream changed" else "HTTP 404"):
+        fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append)
+    assert not (dest / "test.txt").exists()
+    assert any(line.startswith("TINY/test.txt: removed the file present") for line in log)
+    assert sha256_file(dest / "train.txt") == sums["train.txt"]
+    assert no_partial_files(dest)
+
+
+def test_force_refetch_failure_keeps_only_a_right_file(server, upstream, tmp_path):
+    base, _ = server
+    root, sources, sums = upstream
+    dest = tmp_path / "dest"
+    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
+    (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")  # upstream broke
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
+    assert sha256_file(dest / "test.txt") == sums["test.txt"]  # the verified file stays
+    (dest / "test.txt").write_text("truncated")
+    log: list[str] = []
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=log.append)
+    assert not (dest / "test.txt").exists()
+    assert f"TINY/test.txt: removed the file present: its sha256 is not the expected {sums['test.txt']}" in log
+    assert no_partial_files(dest)
+
+
+def test_broken_transfer_is_a_one_line_error(upstream, tmp_path):
+    """A server that promises more bytes than it sends: a MomokError naming the URL, nothing kept."""
+    _, sources, _ = upstream
+
+    class Truncating(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"alpha likes beta .\n")
+            self.close_connection = True
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Truncating)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        with pytest.raises(MomokError, match=re.escape(f"{base}/TinyUp/") + r".*: transfer broke off after 19 of 100,000 bytes"):
+            fetch_dataset("TINY", tmp_path / "dest", base_url=base, sources=sources, log=lambda _: None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    assert list((tmp_path / "dest").iterdir()) == []
 
 
 def test_http_error_names_the_url(server, upstream, tmp_path):
