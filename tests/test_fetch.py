@@ -205,6 +205,23 @@ def test_cli_fetch_download_and_error(server, upstream, tmp_path, capsys):
     assert "unknown dataset 'NOPE'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--base-url", "notaurl"], "notaurl/TinyUp/"),
+    (["--timeout", "nan"], "--timeout: must be a number of seconds > 0, got nan"),
+    (["--timeout", "-1"], "--timeout: must be a number of seconds > 0, got -1.0"),
+    (["--dest-is-a-file"], "--dest is a file, expected a folder"),
+])
+def test_cli_bad_options_are_one_line_errors(upstream, tmp_path, capsys, options, message):
+    _, sources, _ = upstream
+    dest = tmp_path / "dest"
+    if options == ["--dest-is-a-file"]:
+        dest.write_text("not a folder")
+        options = []
+    assert main(["fetch", "TINY", "--dest", str(dest), "--sources", str(sources), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("momok fetch: error: ") and message in err and err.count("\n") == 1, err
+
+
 def test_mirror_copy_with_side_files(upstream, tmp_path):
     root, sources, sums = upstream
     mirror = tmp_path / "mirror"

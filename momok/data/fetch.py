@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import http.client
 import urllib.error
 import urllib.request
@@ -116,6 +117,8 @@ def _open_url(url: str, timeout: float) -> Callable[[], IO[bytes]]:
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise MomokError(f"{url}: cannot download ({reason})") from None
+        except ValueError as err:  # urllib's word for a URL it cannot parse
+            raise MomokError(f"{url}: not a URL that can be downloaded ({err}); check --base-url") from None
     return opener
 
 
@@ -136,8 +139,12 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
     table = load_sources(sources)
     if name not in table["datasets"]:
         raise ConfigError(f"unknown dataset {name!r}; {sources} lists {', '.join(table['datasets'])}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout: must be a number of seconds > 0, got {timeout}")
     entry = table["datasets"][name]
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise InputError(dest, "--dest is a file, expected a folder")
     dest.mkdir(parents=True, exist_ok=True)
     base = (base_url or table["base_url"]).rstrip("/")
     if mirror is not None:
@@ -209,7 +216,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="fetch every file again, even those present with the right sha256")
     parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES,
                         help="YAML file of upstream folders and sha256 sums (default: the packaged sources.yaml)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default: 60)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server, > 0 (default: 60)")
 
 
 def run(args: argparse.Namespace) -> int:
