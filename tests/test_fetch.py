@@ -60,6 +60,17 @@ def server(upstream):
         thread.join(timeout=5)
 
 
+@pytest.fixture
+def fetched(server, upstream, tmp_path):
+    """TINY fetched once into ``tmp_path/dest``: (base URL, request log, served root, sources, sums, dest)."""
+    base, requests = server
+    root, sources, sums = upstream
+    dest = tmp_path / "dest"
+    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
+    requests.clear()
+    return base, requests, root, sources, sums, dest
+
+
 def no_partial_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
@@ -97,12 +108,8 @@ def test_checksum_mismatch_keeps_no_file(server, upstream, tmp_path):
     assert no_partial_files(dest)
 
 
-def test_resume_skips_verified_files_and_refetches_bad_ones(server, upstream, tmp_path):
-    base, requests = server
-    _, sources, sums = upstream
-    dest = tmp_path / "dest"
-    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
-    requests.clear()
+def test_resume_skips_verified_files_and_refetches_bad_ones(fetched):
+    base, requests, _, sources, sums, dest = fetched
     (dest / "test.txt").write_text("truncated")
     log: list[str] = []
     fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append)
@@ -120,11 +127,8 @@ def test_resume_skips_verified_files_and_refetches_bad_ones(server, upstream, tm
 
 
 @pytest.mark.parametrize("failure", ["upstream changed", "missing upstream"])
-def test_corrupt_file_is_not_left_when_the_refetch_fails(server, upstream, tmp_path, failure):
-    base, _ = server
-    root, sources, sums = upstream
-    dest = tmp_path / "dest"
-    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
+def test_corrupt_file_is_not_left_when_the_refetch_fails(fetched, failure):
+    base, _, root, sources, sums, dest = fetched
     (dest / "test.txt").write_text("truncated")
     if failure == "upstream changed":
         (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")
@@ -139,11 +143,8 @@ def test_corrupt_file_is_not_left_when_the_refetch_fails(server, upstream, tmp_p
     assert no_partial_files(dest)
 
 
-def test_force_refetch_failure_keeps_only_a_right_file(server, upstream, tmp_path):
-    base, _ = server
-    root, sources, sums = upstream
-    dest = tmp_path / "dest"
-    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
+def test_force_refetch_failure_keeps_only_a_right_file(fetched):
+    base, _, root, sources, sums, dest = fetched
     (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")  # upstream broke
     with pytest.raises(InputError, match="sha256 mismatch"):
         fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
