@@ -89,10 +89,3 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (keys in insertion order, trailing newline) atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
-
-
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (keys in insertion order, trailing newline) atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import http.client
+import math
 import urllib.error
 import urllib.request
 from collections.abc import Callable
