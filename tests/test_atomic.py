@@ -89,8 +89,10 @@ def _write_each_kind(kind: str, folder: Path) -> None:
     elif kind == "chunks":
         from momok.features.store import run_chunked
 
-        run_chunked(folder / "f.safetensors", 3, lambda idx: (torch.ones(len(idx), 2), torch.ones(len(idx), dtype=torch.bool)),
-                    settings={"a": 1}, chunk_size=2, progress=False)
+        def encode(indices):
+            return torch.ones(len(indices), 2), torch.ones(len(indices), dtype=torch.bool)
+
+        run_chunked(folder / "f.safetensors", 3, encode, settings={"a": 1}, chunk_size=2, progress=False)
     elif kind == "table":
         import pandas as pd
 

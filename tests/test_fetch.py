@@ -178,7 +178,8 @@ def test_broken_transfer_is_a_one_line_error(upstream, tmp_path):
     thread.start()
     try:
         base = f"http://127.0.0.1:{httpd.server_address[1]}"
-        with pytest.raises(MomokError, match=re.escape(f"{base}/TinyUp/") + r".*: transfer broke off after 19 of 100,000 bytes"):
+        broke = re.escape(f"{base}/TinyUp/") + r".*: transfer broke off after 19 of 100,000 bytes"
+        with pytest.raises(MomokError, match=broke):
             fetch_dataset("TINY", tmp_path / "dest", base_url=base, sources=sources, log=lambda _: None)
     finally:
         httpd.shutdown()

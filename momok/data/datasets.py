@@ -39,7 +39,7 @@ SPLITS = ("train", "valid", "test")
 QUOTE_LIMIT = 80
 
 
-def _quote(text: str) -> str:
+def quote_excerpt(text: str) -> str:
     """``repr(text)``, cut to :data:`QUOTE_LIMIT` characters (with the full length) when longer."""
     if len(text) <= QUOTE_LIMIT:
         return repr(text)
@@ -105,17 +105,18 @@ def _read_id_map(path: Path) -> tuple[list[str], int]:
         sep = "\t" if "\t" in line else " "
         name, found, raw_id = line.rpartition(sep)
         if not found:
-            raise InputError(path, f"expected 'name id' separated by a space or a tab, got {_quote(line)}", line=number)
+            raise InputError(path, f"expected 'name id' separated by a space or a tab, got {quote_excerpt(line)}",
+                             line=number)
         if not name:
-            raise InputError(path, f"empty name in {_quote(line)}", line=number)
+            raise InputError(path, f"empty name in {quote_excerpt(line)}", line=number)
         if not (raw_id.isascii() and raw_id.isdigit()):
-            raise InputError(path, f"id {_quote(raw_id)} is not a non-negative integer", line=number)
+            raise InputError(path, f"id {quote_excerpt(raw_id)} is not a non-negative integer", line=number)
         index = int(raw_id)
         if index in by_id:
-            raise InputError(path, f"id {index} of {_quote(name)} is already used by {_quote(by_id[index][0])} "
-                                   f"on line {by_id[index][1]}", line=number)
+            raise InputError(path, f"id {index} of {quote_excerpt(name)} is already used by "
+                                   f"{quote_excerpt(by_id[index][0])} on line {by_id[index][1]}", line=number)
         if name in line_of_name:
-            raise InputError(path, f"name {_quote(name)} is repeated (first on line {line_of_name[name]})",
+            raise InputError(path, f"name {quote_excerpt(name)} is repeated (first on line {line_of_name[name]})",
                              line=number)
         by_id[index] = (name, number)
         line_of_name[name] = number
@@ -176,17 +177,17 @@ def _read_triples(path: Path, entity_ids: dict[str, int],
             except KeyError:
                 pass
             if h not in entity_ids:
-                raise InputError(path, f"unknown entity {_quote(h)} (head; not in entity2id)", line=number)
+                raise InputError(path, f"unknown entity {quote_excerpt(h)} (head; not in entity2id)", line=number)
             if r not in relation_ids:
-                raise InputError(path, f"unknown relation {_quote(r)} (not in relation2id)", line=number)
-            raise InputError(path, f"unknown entity {_quote(t)} (tail; not in entity2id)", line=number)
+                raise InputError(path, f"unknown relation {quote_excerpt(r)} (not in relation2id)", line=number)
+            raise InputError(path, f"unknown entity {quote_excerpt(t)} (tail; not in entity2id)", line=number)
         readings = _long_line_readings(fields, entity_ids, relation_ids) if len(fields) > 3 else []
         if len(readings) > 1:
-            raise InputError(path, f"ambiguous: {_quote(line)} reads as 'head relation tail' in {len(readings)} "
+            raise InputError(path, f"ambiguous: {quote_excerpt(line)} reads as 'head relation tail' in {len(readings)} "
                                    f"ways with names that contain spaces", line=number)
         if not readings:
             raise InputError(path, f"expected 'head relation tail .' separated by single spaces, "
-                                   f"got {len(fields):,} field(s): {_quote(line)}", line=number)
+                                   f"got {len(fields):,} field(s): {quote_excerpt(line)}", line=number)
         append(readings[0])
     if not rows:
         raise InputError(path, "no triples (empty split)")
@@ -224,21 +225,21 @@ def read_descriptions(root: str | Path, *, entities: Iterable[str] | None = None
     lines, _ = _read_lines(path)
     if not lines or lines[0][1] != "entity\tdescription":
         number, got = lines[0] if lines else (1, "")
-        raise InputError(path, f"expected the header 'entity<TAB>description', got {_quote(got)}", line=number)
+        raise InputError(path, f"expected the header 'entity<TAB>description', got {quote_excerpt(got)}", line=number)
     known = None if entities is None else set(entities)
     out: dict[str, str] = {}
     first_line: dict[str, int] = {}
     for number, line in lines[1:]:
         name, found, text = line.partition("\t")
         if not found:
-            raise InputError(path, f"expected 'entity<TAB>description', got {_quote(line)}", line=number)
+            raise InputError(path, f"expected 'entity<TAB>description', got {quote_excerpt(line)}", line=number)
         if not name:
             raise InputError(path, "empty entity name", line=number)
         if name in out:
-            raise InputError(path, f"entity {_quote(name)} is repeated (first on line {first_line[name]})",
+            raise InputError(path, f"entity {quote_excerpt(name)} is repeated (first on line {first_line[name]})",
                              line=number)
         if known is not None and name not in known:
-            raise InputError(path, f"unknown entity {_quote(name)} (not in entity2id)", line=number)
+            raise InputError(path, f"unknown entity {quote_excerpt(name)} (not in entity2id)", line=number)
         out[name] = text
         first_line[name] = number
     return out
