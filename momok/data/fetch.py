@@ -38,8 +38,14 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except yaml.YAMLError as err:
-        raise InputError(path, f"not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    except yaml.YAMLError as err:  # its own message spans several lines; keep the problem and its place
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        where = f" (column {mark.column + 1})" if mark is not None else ""
+        raise InputError(path, f"not valid YAML: {problem}{where}",
+                         line=mark.line + 1 if mark is not None else None) from None
     if not isinstance(data, dict) or not isinstance(data.get("base_url"), str) \
             or not isinstance(data.get("datasets"), dict) or not data["datasets"]:
         raise ConfigError(f"{path}: expected the keys 'base_url' (a URL) and 'datasets' (a mapping)")
