@@ -1,24 +1,23 @@
 """Small helpers shared by the commands: atomic writes, seeding, RNG state, device choice, the malloc
 setting, provenance.
 
-Atomic writes go to a temporary file in the destination folder and are renamed over the target, so a
-reader (or a crash) never sees a half-written file.
+The atomic writes live in :mod:`momok.atomic` (no torch import, so light commands stay fast) and are
+re-exported here; :func:`torch_save_atomic` adds ``torch.save`` to them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
+from momok.atomic import (TEMP_SUFFIX, file_mode, write_atomic, write_bytes_atomic,  # noqa: F401
+                          write_json_atomic, write_text_atomic)
 from momok.errors import ConfigError
 
 
@@ -26,35 +25,9 @@ from momok.errors import ConfigError
 # Atomic writes
 
 
-def _write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (keys in insertion order, trailing newline) atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
-
-
-def torch_save_atomic(path: str | Path, obj: Any) -> None:
+def torch_save_atomic(path: str | Path, obj: Any) -> Path:
     """``torch.save(obj)`` to ``path`` atomically."""
-    _write_atomic(path, lambda f: torch.save(obj, f))
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 # ---------------------------------------------------------------------------------------------

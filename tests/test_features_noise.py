@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -73,7 +75,7 @@ def test_constant_dimensions_stay_constant_and_metadata():
 
 def test_bad_arguments():
     table = make_table(10, 2)
-    with pytest.raises(MomokError, match=r"ratio must be in \[0, 1\]"):
+    with pytest.raises(MomokError, match=r"--ratio: the noise ratio must be in \[0, 1\]"):
         add_noise(table, 1.5, 0)
     with pytest.raises(MomokError, match="scale"):
         add_noise(table, 0.5, 0, scale=-1)
@@ -91,3 +93,39 @@ def test_noise_command(tmp_path):
     expected = add_noise(load_features(src), 0.2, 3, 2.0)
     assert torch.equal(written.features, expected.features)
     assert written.metadata["noise_count"] == "8" and written.metadata["noise_input"] == str(src)
+
+
+def _noise_cli(src, dst, *options: str) -> int:
+    return cli.main(["features", "noise", "--in", str(src), "--out", str(dst), "--ratio", "0.5", "--seed", "1",
+                     *options])
+
+
+@pytest.mark.parametrize("same", ["path", "symlink", "dotdot", "hardlink"])
+def test_noise_refuses_to_overwrite_its_input(tmp_path, capsys, same):
+    src = tmp_path / "image.safetensors"
+    save_features(src, make_table(10, 3))
+    before = src.read_bytes()
+    (tmp_path / "sub").mkdir()
+    dst = {"path": src, "dotdot": tmp_path / "sub" / ".." / src.name}.get(same, tmp_path / "other.safetensors")
+    if same == "symlink":
+        dst.symlink_to(src)
+    elif same == "hardlink":
+        os.link(src, dst)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert _noise_cli(src, dst) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"--out {dst} is the input file {src}" in err
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == names
+
+
+@pytest.mark.parametrize("option, value", [("--scale", "inf"), ("--scale", "nan"), ("--scale", "-1"),
+                                           ("--scale", "1e300"), ("--ratio", "nan"), ("--ratio", "1.5"),
+                                           ("--ratio", "-0.1"), ("--seed", "-1")])
+def test_noise_rejects_bad_options_naming_them(tmp_path, capsys, option, value):
+    src, dst = tmp_path / "image.safetensors", tmp_path / "noisy.safetensors"
+    save_features(src, make_table(10, 3))
+    assert _noise_cli(src, dst, option, value) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"momok features: error: {option}: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and not dst.exists()

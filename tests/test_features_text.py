@@ -97,6 +97,25 @@ def test_wikidata_names_use_the_side_file(tmp_path):
     assert err.value.line == 1
 
 
+def test_side_file_errors_are_one_short_line(tmp_path):
+    side = tmp_path / "labels.tsv"
+    side.write_text("\nqid\tlabel\tdescription\n \nQ1\tA\tfilm\n\n", encoding="utf-8")
+    assert text.read_side_file(side) == {"Q1": ("A", "film")}  # blank rows are skipped
+    cases = [
+        (b"qid\tlabel\tdescription\nQ1\tA\xff\tx\n", None, "not valid UTF-8"),
+        (b"x" * 200_000, 1, "unreadable TSV row (field larger than field limit"),
+        ((" ".join(["word"] * 20_000)).encode(), 1, "... (99,999 characters)"),
+        (b"qid\tlabel\tdescription\rQ1\tA\tx\rQ2 A\r", 3, "at least 3 tab-separated columns, got 1"),
+    ]
+    for data, line, words in cases:
+        side.write_bytes(data)
+        with pytest.raises(InputError) as err:
+            text.read_side_file(side)
+        message = str(err.value)
+        assert err.value.line == line and words in message and "\n" not in message, message
+        assert len(message) < len(str(side)) + 200, message
+
+
 def test_text_features_mask_metadata_and_pooling(minilm, tiny_dataset_dir, tmp_path):
     out = tmp_path / "text.safetensors"
     assert cli.main(["features", "text", "--dataset", str(tiny_dataset_dir), "--out", str(out), "--model", minilm,

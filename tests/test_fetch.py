@@ -60,8 +60,19 @@ def server(upstream):
         thread.join(timeout=5)
 
 
+@pytest.fixture
+def fetched(server, upstream, tmp_path):
+    """TINY fetched once into ``tmp_path/dest``: (base URL, request log, served root, sources, sums, dest)."""
+    base, requests = server
+    root, sources, sums = upstream
+    dest = tmp_path / "dest"
+    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
+    requests.clear()
+    return base, requests, root, sources, sums, dest
+
+
 def no_partial_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.endswith(".part")]
+    return not [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
 
 def test_download_verifies_and_writes_every_file(server, upstream, tmp_path):
@@ -97,22 +108,84 @@ def test_checksum_mismatch_keeps_no_file(server, upstream, tmp_path):
     assert no_partial_files(dest)
 
 
-def test_resume_skips_verified_files_and_refetches_bad_ones(server, upstream, tmp_path):
-    base, requests = server
-    _, sources, sums = upstream
-    dest = tmp_path / "dest"
-    fetch_dataset("TINY", dest, base_url=base, sources=sources, log=lambda _: None)
-    requests.clear()
+def test_resume_skips_verified_files_and_refetches_bad_ones(fetched):
+    base, requests, _, sources, sums, dest = fetched
     (dest / "test.txt").write_text("truncated")
     log: list[str] = []
     fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append)
     assert requests == ["/TinyUp/test.txt"]
     assert "TINY/train.txt: present, sha256 ok (skipped)" in log
-    assert "TINY/test.txt: present but its sha256 differs; fetching it again" in log
+    bad = hashlib.sha256(b"truncated").hexdigest()
+    assert (f"TINY/test.txt: removed the file present: its sha256 {bad} is not the expected {sums['test.txt']}; "
+            f"fetching it again") in log
+    assert any(line.startswith("TINY/test.txt: downloaded") and line.endswith("(replaces the removed file)")
+               for line in log)
     assert sha256_file(dest / "test.txt") == sums["test.txt"]
     requests.clear()
     fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
     assert len(requests) == 5
+
+
+@pytest.mark.parametrize("failure", ["upstream changed", "missing upstream"])
+def test_corrupt_file_is_not_left_when_the_refetch_fails(fetched, failure):
+    base, _, root, sources, sums, dest = fetched
+    (dest / "test.txt").write_text("truncated")
+    if failure == "upstream changed":
+        (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")
+    else:
+        (root / "TinyUp" / "test.txt").unlink()
+    log: list[str] = []
+    with pytest.raises(MomokError, match="sha256 mismatch" if failure == "upstream changed" else "HTTP 404"):
+        fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append)
+    assert not (dest / "test.txt").exists()
+    assert any(line.startswith("TINY/test.txt: removed the file present") for line in log)
+    assert sha256_file(dest / "train.txt") == sums["train.txt"]
+    assert no_partial_files(dest)
+
+
+def test_force_refetch_failure_keeps_only_a_right_file(fetched):
+    base, _, root, sources, sums, dest = fetched
+    (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")  # upstream broke
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
+    assert sha256_file(dest / "test.txt") == sums["test.txt"]  # the verified file stays
+    (dest / "test.txt").write_text("truncated")
+    log: list[str] = []
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=log.append)
+    assert not (dest / "test.txt").exists()
+    assert f"TINY/test.txt: removed the file present: its sha256 is not the expected {sums['test.txt']}" in log
+    assert no_partial_files(dest)
+
+
+def test_broken_transfer_is_a_one_line_error(upstream, tmp_path):
+    """A server that promises more bytes than it sends: a MomokError naming the URL, nothing kept."""
+    _, sources, _ = upstream
+
+    class Truncating(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"alpha likes beta .\n")
+            self.close_connection = True
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Truncating)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        broke = re.escape(f"{base}/TinyUp/") + r".*: transfer broke off after 19 of 100,000 bytes"
+        with pytest.raises(MomokError, match=broke):
+            fetch_dataset("TINY", tmp_path / "dest", base_url=base, sources=sources, log=lambda _: None)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    assert list((tmp_path / "dest").iterdir()) == []
 
 
 def test_http_error_names_the_url(server, upstream, tmp_path):
@@ -132,6 +205,23 @@ def test_cli_fetch_download_and_error(server, upstream, tmp_path, capsys):
     assert "TINY: 5 files verified" in capsys.readouterr().out
     assert main(["fetch", "NOPE", "--dest", str(dest), "--sources", str(sources)]) == 2
     assert "unknown dataset 'NOPE'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--base-url", "notaurl"], "notaurl/TinyUp/"),
+    (["--timeout", "nan"], "--timeout: must be a number of seconds > 0, got nan"),
+    (["--timeout", "-1"], "--timeout: must be a number of seconds > 0, got -1.0"),
+    (["--dest-is-a-file"], "--dest is a file, expected a folder"),
+])
+def test_cli_bad_options_are_one_line_errors(upstream, tmp_path, capsys, options, message):
+    _, sources, _ = upstream
+    dest = tmp_path / "dest"
+    if options == ["--dest-is-a-file"]:
+        dest.write_text("not a folder")
+        options = []
+    assert main(["fetch", "TINY", "--dest", str(dest), "--sources", str(sources), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("momok fetch: error: ") and message in err and err.count("\n") == 1, err
 
 
 def test_mirror_copy_with_side_files(upstream, tmp_path):
@@ -187,3 +277,9 @@ def test_bad_sources_file(tmp_path):
     bad.write_text("datasets: {}\n")
     with pytest.raises(ConfigError, match="expected the keys 'base_url'"):
         load_sources(bad)
+    bad.write_text("base_url: x\ndatasets:\n  A: [unclosed\n")
+    with pytest.raises(InputError) as err:
+        load_sources(bad)
+    assert str(err.value).startswith(f"{bad}:4: not valid YAML: ") and "\n" not in str(err.value)
+    with pytest.raises(InputError, match="cannot read it"):
+        load_sources(tmp_path)

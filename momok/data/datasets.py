@@ -7,10 +7,14 @@ The four benchmarks (MKG-W, MKG-Y, DB15K, KVC16K) are read exactly as published:
     <root>/descriptions.tsv                 optional; header "entity<TAB>description"
     <root>/images/<entity_dirname(name)>/   optional; image files of that entity
 
-Anything malformed is an ``InputError(path, problem, line=N)``; nothing is silently dropped or
-repaired. The upstream files have known quirks (repeated lines, valid/test triples that are also in
-train, entities that occur only in valid/test); ``load_dataset`` counts them in a ``QuirkReport`` and
-keeps them unless asked otherwise (the paper's protocol uses the files as published).
+Line ends may be ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files are read, not rejected); blank
+lines (empty or whitespace only, a trailing one included) carry nothing and are skipped, and
+``load_dataset`` counts them in its ``QuirkReport``. Anything else malformed is an
+``InputError(path, problem, line=N)`` naming the first offending line, on one line, quoting at most
+``QUOTE_LIMIT`` characters of the offending text; nothing else is silently dropped or repaired. The
+upstream files have known quirks (repeated lines, valid/test triples that are also in train, entities
+that occur only in valid/test); ``load_dataset`` counts them in a ``QuirkReport`` and keeps them unless
+asked otherwise (the paper's protocol uses the files as published).
 """
 
 from __future__ import annotations
@@ -31,11 +35,34 @@ SPLITS = ("train", "valid", "test")
 # Low-level readers
 
 
-def _read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file, without line ends; one final newline is not a line.
+#: At most this many characters of an offending line or name are quoted in an error message.
+QUOTE_LIMIT = 80
 
-    A leading byte-order mark and a carriage return before each newline (CRLF files) are removed:
-    they are encoding artefacts; every other character is kept as is.
+
+def quote_excerpt(text: str) -> str:
+    """``repr(text)``, cut to :data:`QUOTE_LIMIT` characters (with the full length) when longer."""
+    if len(text) <= QUOTE_LIMIT:
+        return repr(text)
+    return f"{text[:QUOTE_LIMIT]!r}... ({len(text):,} characters)"
+
+
+def _split_lines(text: str) -> list[str]:
+    """``text`` cut at ``\r\n``, ``\n`` and lone ``\r``; one final line end does not start a line."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _read_lines(path: Path) -> tuple[list[tuple[int, str]], int]:
+    """The non-blank lines of a UTF-8 text file with their line numbers (from 1), and the number of
+    blank lines (empty or whitespace only) skipped.
+
+    Lines end at ``\n``, ``\r\n`` or a lone ``\r`` (the line ends of Python's universal newlines;
+    other Unicode line separators are kept as characters). A leading byte-order mark is removed: it is
+    an encoding artefact; every other character is kept as is.
     """
     path = Path(path)
     try:
@@ -47,16 +74,13 @@ def _read_lines(path: Path) -> list[str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise InputError(path, f"not valid UTF-8 ({err.reason})", line=line) from None
+        line = len(_split_lines(data[:err.start].decode("utf-8", errors="replace") + "\n"))  # lines so far
+        raise InputError(path, f"not valid UTF-8 ({err.reason}) at byte offset {err.start:,}", line=line) from None
     if text.startswith("\ufeff"):  # a byte-order mark is an encoding artefact, not part of a name
         text = text[1:]
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if "\r" in text:
-        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-    return lines
+    numbered = [(number, line) for number, line in enumerate(_split_lines(text), start=1)]
+    kept = [(number, line) for number, line in numbered if line.strip()]
+    return kept, len(numbered) - len(kept)
 
 
 def read_id_map(path: str | Path) -> list[str]:
@@ -65,29 +89,35 @@ def read_id_map(path: str | Path) -> list[str]:
     Each line is ``name<sep>id``. The separator is detected per line: a line that contains a tab is
     split on its last tab (KVC16K's entity2id), any other line on its last space (so names may
     contain spaces, never a tab). Ids must be non-negative integers forming exactly ``0..N-1`` in any
-    line order. ``InputError`` (with the line number) on: an empty line, a line without separator,
-    an empty name, a non-integer id, a repeated id or name, an id missing from ``0..N-1``, an empty
-    file.
+    line order. Blank lines are skipped. ``InputError`` (with the line number) on: a line without
+    separator, an empty name, a non-integer id, a repeated id or name, an id missing from ``0..N-1``,
+    a file without entries.
     """
-    path = Path(path)
-    lines = _read_lines(path)
+    return _read_id_map(Path(path))[0]
+
+
+def _read_id_map(path: Path) -> tuple[list[str], int]:
+    """:func:`read_id_map` and the number of blank lines skipped."""
+    lines, blank = _read_lines(path)
     by_id: dict[int, tuple[str, int]] = {}  # id -> (name, line number)
     line_of_name: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
+    for number, line in lines:
         sep = "\t" if "\t" in line else " "
         name, found, raw_id = line.rpartition(sep)
         if not found:
-            raise InputError(path, f"expected 'name id' separated by a space or a tab, got {line!r}", line=number)
+            raise InputError(path, f"expected 'name id' separated by a space or a tab, got {quote_excerpt(line)}",
+                             line=number)
         if not name:
-            raise InputError(path, f"empty name in {line!r}", line=number)
+            raise InputError(path, f"empty name in {quote_excerpt(line)}", line=number)
         if not (raw_id.isascii() and raw_id.isdigit()):
-            raise InputError(path, f"id {raw_id!r} is not a non-negative integer", line=number)
+            raise InputError(path, f"id {quote_excerpt(raw_id)} is not a non-negative integer", line=number)
         index = int(raw_id)
         if index in by_id:
-            raise InputError(path, f"id {index} of {name!r} is already used by {by_id[index][0]!r} "
-                                   f"on line {by_id[index][1]}", line=number)
+            raise InputError(path, f"id {index} of {quote_excerpt(name)} is already used by "
+                                   f"{quote_excerpt(by_id[index][0])} on line {by_id[index][1]}", line=number)
         if name in line_of_name:
-            raise InputError(path, f"name {name!r} is repeated (first on line {line_of_name[name]})", line=number)
+            raise InputError(path, f"name {quote_excerpt(name)} is repeated (first on line {line_of_name[name]})",
+                             line=number)
         by_id[index] = (name, number)
         line_of_name[name] = number
     if not by_id:
@@ -98,7 +128,7 @@ def read_id_map(path: str | Path) -> list[str]:
         largest = max(by_id)
         raise InputError(path, f"ids are not contiguous: {n} entries but id {largest} on line "
                                f"{by_id[largest][1]}; id {missing} is missing", line=by_id[largest][1])
-    return [by_id[i][0] for i in range(n)]
+    return [by_id[i][0] for i in range(n)], blank
 
 
 def _long_line_readings(fields: list[str], entity_ids: dict[str, int],
@@ -121,16 +151,21 @@ def read_triples(path: str | Path, entity_ids: dict[str, int], relation_ids: dic
     """Read a split file into a ``LongTensor[n, 3]`` of ``(head, relation, tail)`` ids, in file order.
 
     Each line is ``head relation tail .`` separated by single spaces; the final `` .`` may be left
-    out. Every line is kept (repeated lines included). A line with more fields is accepted only when
-    exactly one reading of it as known names that contain spaces exists. ``InputError`` (with the
-    line number) on: an empty line, a wrong number of fields, an unknown entity or relation, an empty
-    file.
+    out. Every line is kept (repeated lines included); blank lines are skipped. A line with more
+    fields is accepted only when exactly one reading of it as known names that contain spaces exists.
+    ``InputError`` (with the line number) on: a wrong number of fields, an unknown entity or relation,
+    a file without triples.
     """
-    path = Path(path)
-    lines = _read_lines(path)
+    return _read_triples(Path(path), entity_ids, relation_ids)[0]
+
+
+def _read_triples(path: Path, entity_ids: dict[str, int],
+                  relation_ids: dict[str, int]) -> tuple[torch.Tensor, int]:
+    """:func:`read_triples` and the number of blank lines skipped."""
+    lines, blank = _read_lines(path)
     rows: list[tuple[int, int, int]] = []
     append = rows.append
-    for number, line in enumerate(lines, start=1):
+    for number, line in lines:
         fields = line.split(" ")
         if fields[-1] == "." and len(fields) > 1:
             fields.pop()
@@ -142,23 +177,21 @@ def read_triples(path: str | Path, entity_ids: dict[str, int], relation_ids: dic
             except KeyError:
                 pass
             if h not in entity_ids:
-                raise InputError(path, f"unknown entity {h!r} (head; not in entity2id)", line=number)
+                raise InputError(path, f"unknown entity {quote_excerpt(h)} (head; not in entity2id)", line=number)
             if r not in relation_ids:
-                raise InputError(path, f"unknown relation {r!r} (not in relation2id)", line=number)
-            raise InputError(path, f"unknown entity {t!r} (tail; not in entity2id)", line=number)
-        if not line.strip():
-            raise InputError(path, "empty line, expected 'head relation tail .'", line=number)
+                raise InputError(path, f"unknown relation {quote_excerpt(r)} (not in relation2id)", line=number)
+            raise InputError(path, f"unknown entity {quote_excerpt(t)} (tail; not in entity2id)", line=number)
         readings = _long_line_readings(fields, entity_ids, relation_ids) if len(fields) > 3 else []
         if len(readings) > 1:
-            raise InputError(path, f"ambiguous: {line!r} reads as 'head relation tail' in {len(readings)} ways "
-                                   f"with names that contain spaces", line=number)
+            raise InputError(path, f"ambiguous: {quote_excerpt(line)} reads as 'head relation tail' in {len(readings)} "
+                                   f"ways with names that contain spaces", line=number)
         if not readings:
             raise InputError(path, f"expected 'head relation tail .' separated by single spaces, "
-                                   f"got {len(fields)} field(s): {line!r}", line=number)
+                                   f"got {len(fields):,} field(s): {quote_excerpt(line)}", line=number)
         append(readings[0])
     if not rows:
         raise InputError(path, "no triples (empty split)")
-    return torch.tensor(rows, dtype=torch.long)
+    return torch.tensor(rows, dtype=torch.long), blank
 
 
 def entity_dirname(name: str) -> str:
@@ -182,29 +215,31 @@ def read_descriptions(root: str | Path, *, entities: Iterable[str] | None = None
 
     The file has the header ``entity<TAB>description`` and one row per entity with text: the name,
     a tab, then the description (the rest of the line, no quoting or escapes; a description holds
-    no newline). ``entities``: when given, a row naming an entity not in it is an ``InputError``.
-    ``InputError`` also on a wrong header, a row without tab, an empty name, a repeated entity.
+    no newline). Blank lines are skipped (a row ``name<TAB>`` with an empty description is a row).
+    ``entities``: when given, a row naming an entity not in it is an ``InputError``. ``InputError``
+    also on a wrong header, a row without tab, an empty name, a repeated entity.
     """
     path = Path(root) / "descriptions.tsv"
     if not path.exists():
         return {}
-    lines = _read_lines(path)
-    if not lines or lines[0] != "entity\tdescription":
-        got = lines[0] if lines else ""
-        raise InputError(path, f"expected the header 'entity<TAB>description', got {got!r}", line=1)
+    lines, _ = _read_lines(path)
+    if not lines or lines[0][1] != "entity\tdescription":
+        number, got = lines[0] if lines else (1, "")
+        raise InputError(path, f"expected the header 'entity<TAB>description', got {quote_excerpt(got)}", line=number)
     known = None if entities is None else set(entities)
     out: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in lines[1:]:
         name, found, text = line.partition("\t")
         if not found:
-            raise InputError(path, f"expected 'entity<TAB>description', got {line!r}", line=number)
+            raise InputError(path, f"expected 'entity<TAB>description', got {quote_excerpt(line)}", line=number)
         if not name:
             raise InputError(path, "empty entity name", line=number)
         if name in out:
-            raise InputError(path, f"entity {name!r} is repeated (first on line {first_line[name]})", line=number)
+            raise InputError(path, f"entity {quote_excerpt(name)} is repeated (first on line {first_line[name]})",
+                             line=number)
         if known is not None and name not in known:
-            raise InputError(path, f"unknown entity {name!r} (not in entity2id)", line=number)
+            raise InputError(path, f"unknown entity {quote_excerpt(name)} (not in entity2id)", line=number)
         out[name] = text
         first_line[name] = number
     return out
@@ -240,6 +275,8 @@ class QuirkReport:
     unseen_total: entities of valid or test that occur in no train triple.
     unseen_lines: "valid"/"test" -> lines with at least one such entity.
     isolated_entities: entities of entity2id that occur in no split at all.
+    blank_lines: file name -> blank lines (empty or whitespace only) skipped in it; files without any
+        are not listed (filled by ``load_dataset``).
     actions: what ``load_dataset``'s options removed (empty with the defaults).
     """
 
@@ -253,6 +290,7 @@ class QuirkReport:
     unseen_total: int
     unseen_lines: dict[str, int]
     isolated_entities: int
+    blank_lines: dict[str, int] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
 
     @classmethod
@@ -292,8 +330,8 @@ class QuirkReport:
     @property
     def clean(self) -> bool:
         """True when the splits have none of the counted quirks."""
-        return not (any(self.duplicate_lines.values()) or any(self.in_train.values())
-                    or self.valid_test_overlap or self.unseen_total or self.isolated_entities)
+        return not (any(self.duplicate_lines.values()) or any(self.in_train.values()) or self.valid_test_overlap
+                    or self.unseen_total or self.isolated_entities or any(self.blank_lines.values()))
 
     def lines(self) -> list[str]:
         """A readable summary, one finding a line."""
@@ -313,6 +351,9 @@ class QuirkReport:
                        f"test {self.unseen_entities['test']} in {self.unseen_lines['test']} lines)")
         if self.isolated_entities:
             out.append(f"{self.isolated_entities} entities of entity2id occur in no split")
+        for file, count in self.blank_lines.items():
+            if count:
+                out.append(f"{file}: {count} blank lines skipped")
         if not out:
             out.append("no quirks: no repeated lines, no overlap between splits, no unseen entities")
         out.extend(self.actions)
@@ -369,7 +410,8 @@ def load_dataset(root: str | Path, *, duplicates: str = "keep", unseen: str = "k
     unseen: ``"keep"`` (default) keeps valid/test triples whose head or tail never occurs in train (the
         paper's protocol); ``"drop"`` removes them from valid and test. The entity list and ids never
         change, so feature files stay aligned.
-    ``quirks`` is computed on the files as published; its ``actions`` say what was removed.
+    ``quirks`` is computed on the files as published (blank lines, which carry nothing, are skipped and
+    counted); its ``actions`` say what was removed.
     """
     if duplicates not in ("keep", "drop"):
         raise ValueError(f"duplicates must be 'keep' or 'drop', got {duplicates!r}")
@@ -378,12 +420,16 @@ def load_dataset(root: str | Path, *, duplicates: str = "keep", unseen: str = "k
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "dataset folder not found")
-    entities = read_id_map(root / "entity2id.txt")
-    relations = read_id_map(root / "relation2id.txt")
+    blank: dict[str, int] = {}
+    entities, blank["entity2id.txt"] = _read_id_map(root / "entity2id.txt")
+    relations, blank["relation2id.txt"] = _read_id_map(root / "relation2id.txt")
     entity_ids = {name: i for i, name in enumerate(entities)}
     relation_ids = {name: i for i, name in enumerate(relations)}
-    splits = {s: read_triples(root / f"{s}.txt", entity_ids, relation_ids) for s in SPLITS}
+    splits = {}
+    for s in SPLITS:
+        splits[s], blank[f"{s}.txt"] = _read_triples(root / f"{s}.txt", entity_ids, relation_ids)
     quirks = QuirkReport.compute(splits, len(entities), len(relations))
+    quirks.blank_lines = {file: count for file, count in blank.items() if count}
 
     if duplicates == "drop":
         for s in SPLITS:

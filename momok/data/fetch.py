@@ -3,17 +3,19 @@
 Gets a benchmark's five files (``train.txt valid.txt test.txt entity2id.txt relation2id.txt``) from
 their public upstream, or copies them from a local mirror folder, and verifies each against the
 sha256 listed in ``momok/data/sources.yaml``. Every file is written to a temporary file in the
-destination folder and renamed into place only after its checksum verifies, so an interrupted or
-corrupt transfer never leaves a final file behind; files already present with the right checksum are
-skipped, so a fetch can be resumed by running it again.
+destination folder (:func:`momok.atomic.write_atomic`) and renamed into place only after its checksum
+verifies, so an interrupted or corrupt transfer never leaves a final file behind. Files already present
+are checked: those with the right checksum are skipped (a fetch is resumed by running it again), any
+other is removed before it is fetched again, and the log says so; after a failed ``--force`` fetch a
+file present is kept only if its checksum is right. No file with a wrong checksum is ever left.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
+import http.client
+import math
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from typing import IO
 
 import yaml
 
+from momok.atomic import write_atomic
 from momok.errors import ConfigError, InputError, MomokError
 
 DEFAULT_SOURCES = Path(__file__).with_name("sources.yaml")
@@ -35,8 +38,14 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except yaml.YAMLError as err:
-        raise InputError(path, f"not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    except yaml.YAMLError as err:  # its own message spans several lines; keep the problem and its place
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        where = f" (column {mark.column + 1})" if mark is not None else ""
+        raise InputError(path, f"not valid YAML: {problem}{where}",
+                         line=mark.line + 1 if mark is not None else None) from None
     if not isinstance(data, dict) or not isinstance(data.get("base_url"), str) \
             or not isinstance(data.get("datasets"), dict) or not data["datasets"]:
         raise ConfigError(f"{path}: expected the keys 'base_url' (a URL) and 'datasets' (a mapping)")
@@ -63,35 +72,46 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _install(target: Path, expected: str | None, open_source: Callable[[], IO[bytes]], source: str) -> int:
-    """Copy a stream to ``target`` through a temporary file; rename only if its sha256 is ``expected``.
+    """Copy a stream to ``target`` through :func:`momok.atomic.write_atomic`, keeping the copy only if
+    its sha256 is ``expected`` (``expected=None`` skips the check: mirror side files).
 
-    ``expected=None`` skips the check (mirror side files). Returns the number of bytes written.
+    Returns the number of bytes written. A failed or wrong transfer leaves ``target`` as it was.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
-    temporary = Path(handle.name)
-    try:
-        digest, size = hashlib.sha256(), 0
-        with handle, open_source() as stream:
-            while chunk := stream.read(CHUNK):
+    size = 0
+
+    def copy(handle: IO[bytes]) -> None:
+        nonlocal size
+        digest = hashlib.sha256()
+        with open_source() as stream:
+            while True:
+                try:
+                    chunk = stream.read(CHUNK)
+                except (OSError, http.client.HTTPException) as err:
+                    raise MomokError(f"{source}: transfer broke off after {size:,} bytes ({err})") from None
+                if not chunk:
+                    break
                 handle.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
+            missing = getattr(stream, "length", None)  # an HTTP response: bytes announced but not received
+            if missing:
+                raise MomokError(f"{source}: transfer broke off after {size:,} of {size + missing:,} bytes")
         actual = digest.hexdigest()
         if expected is not None and actual != expected:
             raise InputError(target, f"sha256 mismatch for {source}: expected {expected}, got {actual} "
                                      f"({size} bytes); the file was not kept")
-        os.chmod(temporary, 0o666 & ~_umask())  # temporary files are private (0600); final ones are not
-        os.replace(temporary, target)
-        return size
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    write_atomic(target, copy)
+    return size
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _open_file(path: Path) -> Callable[[], IO[bytes]]:
+    def opener() -> IO[bytes]:
+        try:
+            return open(path, "rb")
+        except OSError as err:
+            raise InputError(path, f"cannot read the mirror file ({err.strerror})") from None
+    return opener
 
 
 def _open_url(url: str, timeout: float) -> Callable[[], IO[bytes]]:
@@ -103,6 +123,8 @@ def _open_url(url: str, timeout: float) -> Callable[[], IO[bytes]]:
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise MomokError(f"{url}: cannot download ({reason})") from None
+        except ValueError as err:  # urllib's word for a URL it cannot parse
+            raise MomokError(f"{url}: not a URL that can be downloaded ({err}); check --base-url") from None
     return opener
 
 
@@ -123,8 +145,12 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
     table = load_sources(sources)
     if name not in table["datasets"]:
         raise ConfigError(f"unknown dataset {name!r}; {sources} lists {', '.join(table['datasets'])}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout: must be a number of seconds > 0, got {timeout}")
     entry = table["datasets"][name]
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise InputError(dest, "--dest is a file, expected a folder")
     dest.mkdir(parents=True, exist_ok=True)
     base = (base_url or table["base_url"]).rstrip("/")
     if mirror is not None:
@@ -135,21 +161,32 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
     for file, expected in entry["files"].items():
         target = dest / file
         label = f"{name}/{file}"
+        replaced = ""
+        if target.exists() and not target.is_file():
+            raise InputError(target, "exists and is not a file; move it away and fetch again")
         if target.exists() and not force:
-            if sha256_file(target) == expected:
+            actual = sha256_file(target)
+            if actual == expected:
                 log(f"{label}: present, sha256 ok (skipped)")
                 continue
-            log(f"{label}: present but its sha256 differs; fetching it again")
+            target.unlink()  # never leave a file whose sum is wrong, even if the new copy fails too
+            log(f"{label}: removed the file present: its sha256 {actual} is not the expected {expected}; "
+                f"fetching it again")
+            replaced = " (replaces the removed file)"
         if mirror is not None:
             source = folder / file
             if not source.is_file():
                 raise InputError(source, f"file not found in the mirror (needed for {name})")
-            size = _install(target, expected, lambda s=source: open(s, "rb"), str(source))
-            log(f"{label}: copied {size:,} bytes from {source}, sha256 ok")
+            how, origin, opener = "copied", str(source), _open_file(source)
         else:
-            url = f"{base}/{entry['upstream']}/{file}"
-            size = _install(target, expected, _open_url(url, timeout), url)
-            log(f"{label}: downloaded {size:,} bytes from {url}, sha256 ok")
+            origin = f"{base}/{entry['upstream']}/{file}"
+            how, opener = "downloaded", _open_url(origin, timeout)
+        try:
+            size = _install(target, expected, opener, origin)
+        except MomokError:
+            _discard_if_wrong(target, expected, label, log)  # --force: a wrong file present stays no longer
+            raise
+        log(f"{label}: {how} {size:,} bytes from {origin}, sha256 ok{replaced}")
 
     if mirror is not None:
         for source in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -160,10 +197,17 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
             if target.exists() and not force and target.stat().st_size == source.stat().st_size:
                 log(f"{name}/{relative}: side file present (skipped)")
                 continue
-            size = _install(target, None, lambda s=source: open(s, "rb"), str(source))
+            size = _install(target, None, _open_file(source), str(source))
             log(f"{name}/{relative}: side file copied ({size:,} bytes, not verified)")
     log(f"{name}: {len(entry['files'])} files verified in {dest}")
     return dest
+
+
+def _discard_if_wrong(target: Path, expected: str, label: str, log: Callable[[str], None]) -> None:
+    """Remove ``target`` when it exists and its sha256 is not ``expected`` (after a failed fetch)."""
+    if target.is_file() and sha256_file(target) != expected:
+        target.unlink()
+        log(f"{label}: removed the file present: its sha256 is not the expected {expected}")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +222,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="fetch every file again, even those present with the right sha256")
     parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES,
                         help="YAML file of upstream folders and sha256 sums (default: the packaged sources.yaml)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default: 60)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server, > 0 (default: 60)")
 
 
 def run(args: argparse.Namespace) -> int:

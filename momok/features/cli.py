@@ -80,11 +80,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("noise", help="add Gaussian noise to a ratio of the entities (paper, Figure 3)",
                        description="See momok.features.noise for which entities and how much noise.")
     p.add_argument("--in", dest="src", type=Path, required=True, help="feature file to perturb")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="noisy copy to write; never the --in file itself")
     p.add_argument("--ratio", type=float, required=True, help="share rho of entities that get noise, in [0, 1]")
-    p.add_argument("--seed", type=int, required=True, help="seed of the entity choice and of the noise")
+    p.add_argument("--seed", type=int, required=True, help="seed of the entity choice and of the noise, in [0, 2**64)")
     p.add_argument("--scale", type=float, default=1.0,
-                   help="noise std = scale x the feature's per-dimension std over present entities (default 1.0)")
+                   help="noise std = scale x the feature's per-dimension std over present entities; finite, >= 0 "
+                        "(default 1.0)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,16 +19,29 @@ A ratio ρ of the entities gets Gaussian noise added to its features. Choices, a
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
 import torch
 
 from momok.errors import MomokError
 from momok.features.store import FeatureTable, load_features, save_features
 
 
+def check_options(ratio: float, seed: int, scale: float = 1.0) -> None:
+    """``MomokError`` naming the option unless ratio is in [0, 1], seed in [0, 2**64) and scale finite >= 0."""
+    if not 0.0 <= ratio <= 1.0:  # also false for NaN
+        raise MomokError(f"--ratio: the noise ratio must be in [0, 1], got {ratio}")
+    if not 0 <= seed < 2**64:
+        raise MomokError(f"--seed: must be an integer in [0, 2**64), got {seed}")
+    if not (math.isfinite(scale) and scale >= 0):
+        raise MomokError(f"--scale: the noise scale must be a finite number >= 0, got {scale}")
+
+
 def _choose(num_entities: int, ratio: float, seed: int) -> tuple[torch.Tensor, torch.Generator]:
     """The chosen ids (in draw order) and the generator, ready to draw the noise."""
-    if not 0.0 <= ratio <= 1.0:
-        raise MomokError(f"noise ratio must be in [0, 1], got {ratio}")
+    check_options(ratio, seed)
     generator = torch.Generator().manual_seed(seed)
     count = int(round(ratio * num_entities))
     return torch.randperm(num_entities, generator=generator)[:count], generator
@@ -41,8 +54,7 @@ def choose_noisy_entities(num_entities: int, ratio: float, seed: int) -> torch.T
 
 def add_noise(table: FeatureTable, ratio: float, seed: int, scale: float = 1.0) -> FeatureTable:
     """A copy of ``table`` with Gaussian noise on a ratio ``ratio`` of its entities (module docstring)."""
-    if scale < 0:
-        raise MomokError(f"noise scale must be non-negative, got {scale}")
+    check_options(ratio, seed, scale)
     chosen, generator = _choose(table.num_entities, ratio, seed)
     noise = torch.randn(len(chosen), table.dim, generator=generator, dtype=torch.float64)
     present = table.mask.bool()
@@ -64,11 +76,33 @@ def add_noise(table: FeatureTable, ratio: float, seed: int, scale: float = 1.0) 
         "noise_applied": str(len(rows)),
         "noise_std_rule": "scale * per-dimension population std over present entities",
     })
-    return FeatureTable(features.to(torch.float32), table.mask.clone(), metadata)
+    features = features.to(torch.float32)
+    if not torch.isfinite(features).all():
+        raise MomokError(f"--scale: {scale} makes the noisy features overflow float32; use a smaller scale")
+    return FeatureTable(features, table.mask.clone(), metadata)
+
+
+def _same_file(src: Path, dst: Path) -> bool:
+    """True when ``dst`` names ``src`` itself (the same path, or another path, link or hard link to it)."""
+    if src.resolve() == dst.resolve():
+        return True
+    try:
+        return os.path.samefile(src, dst)
+    except OSError:  # one of them does not exist
+        return False
 
 
 def noise_file(src, dst, *, ratio: float, seed: int, scale: float = 1.0) -> FeatureTable:
-    """Read the feature file ``src``, add noise, write ``dst`` (atomically)."""
+    """Read the feature file ``src``, add noise, write ``dst`` (atomically).
+
+    The options are checked (:func:`check_options`) and ``dst`` must be another file than ``src``
+    (writing the noisy copy over the clean input is refused), both before anything is read or written.
+    """
+    check_options(ratio, seed, scale)
+    src, dst = Path(src), Path(dst)
+    if _same_file(src, dst):
+        raise MomokError(f"--out {dst} is the input file {src}: the noisy copy would replace the clean "
+                         f"features; write it to another file")
     table = add_noise(load_features(src), ratio, seed, scale)
     table.metadata["noise_input"] = str(src)
     save_features(dst, table)

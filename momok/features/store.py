@@ -8,7 +8,7 @@ A feature file is a safetensors file holding
   ``entities_sha256`` (:func:`entity_list_digest`), ``created``, ``momok_version``, ``torch_version``
   and, for text, ``text_source``.
 
-:func:`save_features` writes atomically (temporary file in the same folder, then rename) and sets
+:func:`save_features` writes atomically (:mod:`momok.atomic`: temporary file, fsync, rename) and sets
 ``num_entities``, ``created``, ``momok_version`` and ``torch_version``; :func:`load_features` checks
 everything it can and raises :class:`~momok.errors.InputError` naming the file.
 
@@ -26,16 +26,15 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from momok.atomic import write_bytes_atomic, write_text_atomic
 from momok.errors import InputError, MomokError
 
 REQUIRED_METADATA = ("modality", "source", "encoder", "weights", "entities_sha256")
@@ -67,29 +66,15 @@ def entity_list_digest(entities: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(entities).encode("utf-8")).hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    """Write a safetensors file through :func:`momok.atomic.write_bytes_atomic`."""
+    from safetensors.torch import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
 def save_features(path: str | Path, table: FeatureTable) -> None:
-    """Write ``table`` to ``path`` atomically (temporary file in the same folder, then rename).
+    """Write ``table`` to ``path`` atomically (:func:`momok.atomic.write_atomic`).
 
     Raises ``ValueError`` on a malformed table (wrong shapes, NaN/inf, missing metadata keys,
     non-string metadata): those are programming errors, not bad user input.
@@ -266,10 +251,7 @@ def run_chunked(
                 f"rerun with the same options to resume it, or delete {part} to start over",
             )
     else:
-        part.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state, sort_keys=True, indent=1), encoding="utf-8")
-        os.replace(tmp, state_path)
+        write_text_atomic(state_path, json.dumps(state, sort_keys=True, indent=1))
 
     num_chunks = math.ceil(num_entities / chunk_size)
     chunk_paths = [part / f"chunk-{i:06d}.safetensors" for i in range(num_chunks)]

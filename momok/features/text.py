@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import torch
 
+from momok.data.datasets import quote_excerpt
 from momok.errors import InputError, MomokError
 from momok.features import store
 from momok.features.image import resolve_device
@@ -87,20 +88,32 @@ def find_side_file(root: Path, side_file: str | Path | None) -> Path | None:
 
 
 def read_side_file(path: Path) -> dict[str, tuple[str, str]]:
-    """id -> (label, description) from a TSV with the header ``qid label description source``."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if not header or header[:3] != ["qid", "label", "description"]:
-            raise InputError(path, f"expected the header 'qid<TAB>label<TAB>description[<TAB>source]', got {header}",
-                             line=1)
-        out: dict[str, tuple[str, str]] = {}
-        for number, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < 3:
-                raise InputError(path, f"expected at least 3 tab-separated columns, got {len(row)}", line=number)
-            out[row[0].strip()] = (row[1].strip(), row[2].strip())
+    """id -> (label, description) from a TSV with the header ``qid label description source``.
+
+    Blank rows are skipped. ``InputError`` (one line, the line number where known) on a wrong header,
+    a row with fewer than 3 columns, invalid UTF-8 or a row the csv module cannot read (a field over
+    its size limit).
+    """
+    reader = None
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            rows = (row for row in reader if "".join(row).strip())
+            header = next(rows, None)
+            if not header or header[:3] != ["qid", "label", "description"]:
+                got = quote_excerpt("\t".join(header or []))
+                raise InputError(path, f"expected the header 'qid<TAB>label<TAB>description[<TAB>source]', got {got}",
+                                 line=reader.line_num or 1)
+            out: dict[str, tuple[str, str]] = {}
+            for row in rows:
+                if len(row) < 3:
+                    raise InputError(path, f"expected at least 3 tab-separated columns, got {len(row)}",
+                                     line=reader.line_num)
+                out[row[0].strip()] = (row[1].strip(), row[2].strip())
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not valid UTF-8 ({err.reason})") from None
+    except csv.Error as err:
+        raise InputError(path, f"unreadable TSV row ({err})", line=reader.line_num if reader else None) from None
     return out
 
 

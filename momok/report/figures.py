@@ -14,9 +14,7 @@ text gives no values for these figures (they are only in its images), so nothing
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from momok.atomic import write_atomic  # noqa: E402
 from momok.errors import InputError  # noqa: E402
 from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation, variant_value  # noqa: E402
 from momok.report.tables import MOMOK, _ordered_datasets, dataset_order  # noqa: E402
@@ -69,20 +68,12 @@ def _add_caption(fig, text: str) -> None:
 
 
 def save_figure(fig, prefix: str | Path, dpi: int = 150) -> list[Path]:
-    """Save ``<prefix>.png`` and ``<prefix>.pdf`` atomically (temporary file, then rename)."""
+    """Save ``<prefix>.png`` and ``<prefix>.pdf`` atomically (:func:`momok.atomic.write_atomic`)."""
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
         target = prefix.with_name(f"{prefix.name}.{ext}")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".{ext}")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight"))
         paths.append(target)
     plt.close(fig)
     return paths

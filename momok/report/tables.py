@@ -11,8 +11,6 @@ standard deviation (blank for a single seed); ``diff = ours_mean - paper``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,6 +18,7 @@ from typing import Any, Iterable
 import pandas as pd
 import yaml
 
+from momok.atomic import write_text_atomic
 from momok.errors import InputError
 from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation
 
@@ -480,27 +479,12 @@ def table4(runs: list[Run], *, paper: dict | None = None, split: str = "test", v
 TABLES = {"table2": table2, "table3": table3, "table4": table4}
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_table(table: Table, prefix: str | Path) -> list[Path]:
     """Write ``<prefix>.csv`` (tidy records), ``<prefix>.md`` and ``<prefix>.tex``; return the paths."""
     prefix = Path(prefix)
     csv_text = table.records.to_csv(index=False, float_format="%.6g", lineterminator="\n")
     return [
-        atomic_write_text(prefix.with_name(prefix.name + ".csv"), csv_text),
-        atomic_write_text(prefix.with_name(prefix.name + ".md"), table.to_markdown()),
-        atomic_write_text(prefix.with_name(prefix.name + ".tex"), table.to_latex()),
+        write_text_atomic(prefix.with_name(prefix.name + ".csv"), csv_text),
+        write_text_atomic(prefix.with_name(prefix.name + ".md"), table.to_markdown()),
+        write_text_atomic(prefix.with_name(prefix.name + ".tex"), table.to_latex()),
     ]
