@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from momok.assembly import AssembledRun, autocast
-from momok.utils import write_text_atomic
+from momok.atomic import write_text_atomic
 
 
 def diagnostic_columns(diagnostics: dict[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import yaml
 
+from momok.atomic import TEMP_SUFFIX
 from momok.errors import InputError
 from momok.utils import torch_save_atomic
 
@@ -90,7 +91,7 @@ def saved_config(out: Path) -> dict[str, Any]:
 
 def is_temporary(path: Path) -> bool:
     """A temporary file of an atomic write (``.<name>.<random>.tmp``), left behind only by a killed process."""
-    return path.name.startswith(".") and path.name.endswith(".tmp")
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
 def remove_temporaries(out: Path) -> list[Path]:

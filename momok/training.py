@@ -67,8 +67,8 @@ from momok.models.base import LinkPredictor, TrainBatch
 from momok.run_folder import (BEST_CHECKPOINT, CONFIG_FILE, FAILED_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
                               WEIGHTS_FILE, RunState, clear_run, load_checkpoint, remove_temporaries,
                               run_state, save_checkpoint, saved_config)
-from momok.utils import (git_commit, rng_state, select_device, set_rng_state, write_json_atomic,
-                         write_text_atomic)
+from momok.atomic import write_json_atomic, write_text_atomic
+from momok.utils import git_commit, rng_state, select_device, set_rng_state
 
 #: config keys that may differ between a run and its ``--resume`` (they do not change the numbers on CPU)
 RESUME_MAY_CHANGE = {("training", "device"), ("training", "num_threads")}

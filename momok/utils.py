@@ -1,8 +1,8 @@
-"""Small helpers shared by the commands: atomic writes, seeding, RNG state, device choice, the malloc
-setting, provenance.
+"""Small helpers shared by the commands: ``torch.save`` as an atomic write, seeding, RNG state, device
+choice, the malloc setting, provenance.
 
-The atomic writes live in :mod:`momok.atomic` (no torch import, so light commands stay fast) and are
-re-exported here; :func:`torch_save_atomic` adds ``torch.save`` to them.
+The atomic writes themselves live in :mod:`momok.atomic` (no torch import, so light commands stay fast);
+:func:`torch_save_atomic` adds ``torch.save`` to them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from momok.atomic import (TEMP_SUFFIX, file_mode, write_atomic, write_bytes_atomic,  # noqa: F401
-                          write_json_atomic, write_text_atomic)
+from momok.atomic import write_atomic
 from momok.errors import ConfigError
 
 

@@ -106,7 +106,8 @@ def _write_each_kind(kind: str, folder: Path) -> None:
 
         save_figure(plt.figure(figsize=(1, 1)), folder / "fig")
     elif kind == "run":
-        from momok.utils import torch_save_atomic, write_json_atomic
+        from momok.atomic import write_json_atomic
+        from momok.utils import torch_save_atomic
 
         torch_save_atomic(folder / "last.pt", {"x": torch.ones(2)})
         write_json_atomic(folder / "metrics.json", {"mrr": 0.5})

@@ -18,7 +18,8 @@ from momok.config import load_config
 from momok.errors import InputError
 from momok.evaluation import metrics_table
 from momok.run_folder import BEST_CHECKPOINT, CONFIG_FILE, load_checkpoint
-from momok.utils import select_device, write_json_atomic
+from momok.atomic import write_json_atomic
+from momok.utils import select_device
 
 
 def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *, device: str | None = None) -> dict[str, dict]:

@@ -2,7 +2,7 @@
 # config/config.yaml (common.smk: run_config) into results/configs/; the YAML text is a param, so a
 # changed entry reruns exactly the runs it reaches.
 
-from momok.utils import write_text_atomic
+from momok.atomic import write_text_atomic
 
 
 rule run_config:
