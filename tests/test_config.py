@@ -286,3 +286,16 @@ def test_config_from_layers_names_the_layer_that_set_the_key():
         config_from_layers([base, defaults, ("variants.fast", {"training": {"epochs": 0}})])
     with pytest.raises(ConfigError, match=r"^run config: dataset: missing required key"):
         config_from_layers([defaults])
+
+
+def test_package_yaml_readers_reject_repeated_keys(tmp_path):
+    """Every user YAML the package reads goes through momok.yamlio: sources files, paper numbers, run configs."""
+    from momok.data.fetch import load_sources
+    from momok.errors import InputError
+    from momok.report.tables import load_paper
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("base_url: a\ndatasets: {}\nbase_url: b\n", encoding="utf-8")
+    for reader in (load_sources, load_paper):
+        with pytest.raises(InputError, match=r"twice.yaml:3: duplicate key 'base_url' \(first at line 1\)"):
+            reader(path)

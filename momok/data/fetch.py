@@ -20,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import yaml
-
 from momok.errors import ConfigError, InputError, MomokError
+from momok.yamlio import load_yaml
 
 DEFAULT_SOURCES = Path(__file__).with_name("sources.yaml")
 CHUNK = 1 << 20
@@ -31,12 +30,7 @@ CHUNK = 1 << 20
 def load_sources(path: str | Path = DEFAULT_SOURCES) -> dict:
     """Read and check a sources file: ``{"base_url": str, "datasets": {name: {"upstream", "files"}}}``."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except yaml.YAMLError as err:
-        raise InputError(path, f"not valid YAML: {err}") from None
+    data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("base_url"), str) \
             or not isinstance(data.get("datasets"), dict) or not data["datasets"]:
         raise ConfigError(f"{path}: expected the keys 'base_url' (a URL) and 'datasets' (a mapping)")
