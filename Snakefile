@@ -18,6 +18,8 @@ if not workflow.overwrite_configfiles:
 
 
 
+# The config is checked before anything is planned (workflow/rules/checks.smk): repeated keys in its
+# files, then the schema, then (after common.smk) the names and run configs of every experiment.
 include: "workflow/rules/checks.smk"
 
 
