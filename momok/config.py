@@ -41,7 +41,7 @@ import yaml
 
 from momok.bounds import Bounds, NonNegativeFloat, PositiveFloat, PositiveInt
 from momok.errors import ConfigError, InputError
-from momok.yamlio import StrictLoader, load_yaml, parse_yaml
+from momok.yamlio import StrictLoader, load_yaml, parse_yaml, yaml_problem
 
 #: modalities that come from a feature file; their names are the keys of ``features:``
 FILE_MODALITIES = ("image", "text")
@@ -203,14 +203,6 @@ def _plain(value: Any) -> Any:
 # Loading
 
 
-class ConfigKeyError(ConfigError):
-    """A ConfigError about one key: ``keys`` (its path, e.g. ``("training", "lr")``) and ``problem``."""
-
-    def __init__(self, message: str, keys: tuple, problem: str):
-        super().__init__(message)
-        self.keys, self.problem = keys, problem
-
-
 class _Where:
     """Names the origin of a key path in error messages: the source of the deepest key path that has
     one in ``origins`` (``file:line``, ``--set key=value``, a workflow config section), else
@@ -225,9 +217,9 @@ class _Where:
                 return self.origins[keys[:n]]
         return self.fallback
 
-    def error(self, keys: tuple, problem: str) -> ConfigKeyError:
+    def error(self, keys: tuple, problem: str) -> ConfigError:
         dotted = ".".join(str(k) for k in keys) or "(top level)"
-        return ConfigKeyError(f"{self(keys)}: {dotted}: {problem}", keys, problem)
+        return ConfigError(f"{self(keys)}: {dotted}: {problem}")
 
 
 def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
@@ -381,8 +373,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     try:
         value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"--set {text}: value is not valid YAML ({problem})") from None
+        raise ConfigError(f"--set {text}: {yaml_problem(err)}") from None
     return keys, value
 
 

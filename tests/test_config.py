@@ -299,3 +299,12 @@ def test_package_yaml_readers_reject_repeated_keys(tmp_path):
     for reader in (load_sources, load_paper):
         with pytest.raises(InputError, match=r"twice.yaml:3: duplicate key 'base_url' \(first at line 1\)"):
             reader(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.shape=[1, 2", r"^--set model.shape=\[1, 2: not valid YAML \(expected ',' or '\]'"),
+    ("model.mode={a: 1, a: 2}", r"^--set model.mode=\{a: 1, a: 2\}: duplicate key 'a' \(first at line 1\)$"),
+])
+def test_override_values_are_read_like_config_files(override, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_override(override)
