@@ -18,10 +18,22 @@ if not workflow.overwrite_configfiles:
 
 
 
+# The config is checked before anything is planned (workflow/rules/checks.smk): repeated keys in its
+# files, then the schema, then (after common.smk) the names and run configs of every experiment.
+include: "workflow/rules/checks.smk"
+
+
+check_config_files(workflow.configfiles)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+if workflow.is_main_process:
+    check_workflow_config()
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"

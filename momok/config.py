@@ -12,11 +12,14 @@ to its field here, so a minimal config names only ``dataset.path``, the feature 
 ``load_config(path, overrides)`` reads the file, applies ``--set a.b=value`` overrides (values parsed
 as YAML, so ``--set model.modalities=[structure]`` gives a list and ``--set features.image=null``
 removes a file), then checks every key and value. ``model:`` is checked against the options dataclass
-that ``model.name`` registered (``momok.models.registry``). Unknown keys, wrong types and values
-outside a fixed set are a :class:`~momok.errors.ConfigError` naming the file, the line and the key
-path. Relative paths in a config (dataset, feature files) are resolved against the **current working
-directory** of the command, not against the config file's folder, so configs written by the
-Snakemake workflow run from the repository root.
+that ``model.name`` registered (``momok.models.registry``). Unknown keys, wrong types, values
+outside a fixed set or outside the bounds a field declares in its annotation (:mod:`momok.bounds`,
+e.g. ``epochs: PositiveInt``), NaN or infinite numbers, integers not written in decimal (``0x10``) and
+a key written twice in one mapping (:mod:`momok.yamlio`) are a :class:`~momok.errors.ConfigError`
+naming the file, the line (or the ``--set`` override) and the key path. Relative paths in a config
+(dataset, feature files) are resolved against the **current working directory** of the command, not
+against the config file's folder, so configs written by the Snakemake workflow run from the
+repository root.
 
 ``RunConfig.to_dict()`` gives the resolved config (every default filled in), which ``momok train``
 writes into the run folder with a ``provenance`` section (momok version, git commit); that section is
@@ -26,15 +29,19 @@ ignored when such a file is loaded again.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from momok.errors import ConfigError
+from momok.bounds import Bounds, NonNegativeFloat, PositiveFloat, PositiveInt
+from momok.errors import ConfigError, InputError
+from momok.yamlio import StrictLoader, load_yaml, parse_yaml, yaml_problem
 
 #: modalities that come from a feature file; their names are the keys of ``features:``
 FILE_MODALITIES = ("image", "text")
@@ -75,27 +82,27 @@ class FeaturesConfig:
 class TrainingConfig:
     """``training:`` the optimisation loop."""
 
-    epochs: int = 100
+    epochs: PositiveInt = 100
     """Maximum number of passes over the training queries (early stopping may end sooner)."""
-    batch_size: int = 1024
+    batch_size: PositiveInt = 1024
     """Queries per step (the paper: 1024). Each training triple gives two queries (tail and head)."""
-    lr: float = 1e-3
+    lr: PositiveFloat = 1e-3
     """Learning rate of the model's Adam optimiser."""
     lr_schedule: Literal["none", "exponential", "cosine"] = "none"
     """Learning-rate schedule, stepped once per epoch: ``none`` (constant), ``exponential``
     (multiplied by ``lr_decay`` after each epoch), ``cosine`` (from ``lr`` down to ``lr_min`` over
     ``epochs``). The estimator optimiser's learning rate stays constant."""
-    lr_decay: float = 0.995
+    lr_decay: Annotated[float, Bounds(min=0, max=1, min_open=True)] = 0.995
     """Per-epoch factor of the ``exponential`` schedule."""
-    lr_min: float = 0.0
-    """Final learning rate of the ``cosine`` schedule."""
-    weight_decay: float = 0.0
+    lr_min: NonNegativeFloat = 0.0
+    """Final learning rate of the ``cosine`` schedule (at most ``lr``)."""
+    weight_decay: NonNegativeFloat = 0.0
     """L2 penalty of the model's Adam optimiser (``torch.optim.Adam(weight_decay=...)``)."""
-    estimator_lr: float = 1e-3
+    estimator_lr: PositiveFloat = 1e-3
     """Learning rate of the second Adam optimiser over ``model.estimator_parameters()`` (ExID's CLUB
     estimators), stepped on ``model.estimator_loss`` after every model step. Unused by models without
     estimator parameters."""
-    grad_clip: float | None = None
+    grad_clip: PositiveFloat | None = None
     """Clip the model's gradient to this total L2 norm before each step; ``null``: no clipping."""
     label_batching: bool = False
     """``false``: one training example per triple and direction, ``(h, r) -> t`` and
@@ -108,7 +115,7 @@ class TrainingConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     """Automatic mixed precision for the forward passes: ``none`` (float32), ``bf16`` (CPU or CUDA),
     ``fp16`` (CUDA only, with loss scaling). Scores are ranked in float32 either way."""
-    num_threads: int | None = None
+    num_threads: PositiveInt | None = None
     """``torch.set_num_threads`` for the run; ``null``: torch's default (all cores)."""
 
 
@@ -116,12 +123,12 @@ class TrainingConfig:
 class EvaluationConfig:
     """``evaluation:`` validation during training (model selection) and the final test."""
 
-    every: int = 1
+    every: PositiveInt = 1
     """Validate every this many epochs, and always after the last epoch."""
-    patience: int | None = 10
+    patience: PositiveInt | None = 10
     """Stop after this many validations in a row without improvement of ``metric``; ``null``: never
     stop early."""
-    batch_size: int = 256
+    batch_size: PositiveInt = 256
     """Queries per evaluation batch (scores are ``[batch_size, num_entities]``)."""
     metric: Literal["mrr", "hits@1", "hits@3", "hits@10"] = "mrr"
     """Validation metric that selects the best epoch, filtered, on the model's ``ranking_key`` score,
@@ -135,7 +142,7 @@ class EvaluationConfig:
 class OutputConfig:
     """``output:`` what the run folder keeps while training."""
 
-    checkpoint_every: int = 1
+    checkpoint_every: PositiveInt = 1
     """Write ``checkpoint/last.pt`` (everything needed by ``--resume``) every this many epochs, and
     when training ends."""
 
@@ -160,8 +167,9 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    seed: int = 0
-    """Seeds Python, NumPy and torch, the model's initialisation and the training shuffle."""
+    seed: Annotated[int, Bounds(min=0, max=2**32 - 1)] = 0
+    """Seeds Python, NumPy and torch, the model's initialisation and the training shuffle; 0 to
+    2**32 - 1."""
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data (``model`` flattened: name then options)."""
@@ -196,18 +204,18 @@ def _plain(value: Any) -> Any:
 
 
 class _Where:
-    """Names the origin of a key path in error messages: ``file:line`` or ``--set key=value``."""
+    """Names the origin of a key path in error messages: the source of the deepest key path that has
+    one in ``origins`` (``file:line``, ``--set key=value``, a workflow config section), else
+    ``fallback``."""
 
-    def __init__(self, path: str | Path | None, lines: dict[tuple, int], overrides: dict[tuple, str]):
-        self.path, self.lines, self.overrides = path, lines, overrides
+    def __init__(self, origins: dict[tuple, str], fallback: str):
+        self.origins, self.fallback = origins, fallback
 
     def __call__(self, keys: tuple) -> str:
-        for n in range(len(keys), 0, -1):  # the deepest key path we know a source for
-            if keys[:n] in self.overrides:
-                return f"--set {self.overrides[keys[:n]]}"
-            if keys[:n] in self.lines:
-                return f"{self.path}:{self.lines[keys[:n]]}"
-        return str(self.path) if self.path is not None else "config"
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in self.origins:
+                return self.origins[keys[:n]]
+        return self.fallback
 
     def error(self, keys: tuple, problem: str) -> ConfigError:
         dotted = ".".join(str(k) for k in keys) or "(top level)"
@@ -225,16 +233,48 @@ def _key_lines(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+def _key_paths(raw: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every mapping key path in parsed data (``{"a": {"b": 1}}`` -> ``[("a",), ("a", "b")]``)."""
+    paths: list[tuple] = []
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            paths.append(prefix + (key,))
+            paths.extend(_key_paths(value, prefix + (key,)))
+    return paths
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+#: a number written in decimal notation (what a float field accepts as a string, e.g. from ``--set``)
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _number(value: Any, keys: tuple, where: _Where) -> float:
+    """A float field's value: a finite int or float, or a decimal string (``1e-3``)."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise where.error(keys, f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise where.error(keys, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _convert(value: Any, tp: Any, keys: tuple, where: _Where) -> Any:
     """Check ``value`` against the type annotation ``tp`` and convert it (ints to floats, lists to
-    tuples, mappings to dataclasses)."""
+    tuples, mappings to dataclasses); ``Annotated[..., Bounds(...)]`` bounds are checked too."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        converted = _convert(value, tp.__origin__, keys, where)
+        for bounds in tp.__metadata__:
+            problem = bounds.problem(converted) if isinstance(bounds, Bounds) else None
+            if problem is not None:
+                raise where.error(keys, problem)
+        return converted
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None:
@@ -281,19 +321,12 @@ def _convert(value: Any, tp: Any, keys: tuple, where: _Where) -> Any:
         if not isinstance(value, bool):
             raise where.error(keys, f"expected true or false, got {value!r}")
         return value
-    if tp is int:
+    if tp is int:  # decimal integers only: the config's YAML reads 0x10, 010, 1_000 as strings
         if isinstance(value, bool) or not isinstance(value, int):
             raise where.error(keys, f"expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise where.error(keys, f"expected a number, got {value!r}")
-        return float(value)
+        return _number(value, keys, where)
     if tp in (str, Path):
         if not isinstance(value, str):
             raise where.error(keys, f"expected a string, got {value!r}")
@@ -309,7 +342,7 @@ def _build_dataclass(cls: type, raw: Any, keys: tuple, where: _Where, skip: tupl
         raw = {}
     if not isinstance(raw, dict):
         raise where.error(keys, f"expected a mapping of options, got {raw!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in skip}
     unknown = [k for k in raw if k not in fields]
     if unknown:
@@ -332,22 +365,30 @@ def _build_dataclass(cls: type, raw: Any, keys: tuple, where: _Where, skip: tupl
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
-    """``"a.b=value"`` -> (``("a", "b")``, value parsed as a YAML scalar or list)."""
+    """``"a.b=value"`` -> (``("a", "b")``, value parsed as a YAML scalar or list, as in a config file)."""
     key, sep, raw = text.partition("=")
     keys = tuple(key.strip().split("."))
     if not sep or not all(keys):
         raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. model.num_experts=5")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {text}: value is not valid YAML ({err})") from None
+        raise ConfigError(f"--set {text}: {yaml_problem(err)}") from None
     return keys, value
 
 
 def config_from_dict(raw: Any, *, path: str | Path | None = None, lines: dict[tuple, int] | None = None,
-                     overrides: dict[tuple, str] | None = None) -> RunConfig:
-    """Check a parsed config mapping and build the :class:`RunConfig` (``path``/``lines`` for errors)."""
-    where = _Where(path, lines or {}, overrides or {})
+                     overrides: dict[tuple, str] | None = None,
+                     origins: dict[tuple, str] | None = None) -> RunConfig:
+    """Check a parsed config mapping and build the :class:`RunConfig`.
+
+    Errors name where a key came from: ``path:line`` (``lines``: key path -> line), ``--set TEXT``
+    (``overrides``: key path -> override text) or any text given per key path in ``origins``.
+    """
+    named = {keys: f"{path}:{line}" for keys, line in (lines or {}).items()}
+    named.update({keys: f"--set {text}" for keys, text in (overrides or {}).items()})
+    named.update(origins or {})
+    where = _Where(named, str(path) if path is not None else "config")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -372,29 +413,33 @@ def config_from_dict(raw: Any, *, path: str | Path | None = None, lines: dict[tu
     return config
 
 
+def config_from_layers(layers: list[tuple[str, dict]]) -> RunConfig:
+    """Check a run config made of ``(label, partial config)`` layers deep-merged in order (later wins),
+    as the workflow builds a run from ``run_defaults``, ``models.<name>``, ...: an error names the
+    label of the last layer that set the offending key (``models.momok: model.num_expert: unknown
+    key; ...``), or ``run config`` when no layer set it."""
+    merged: dict = {}
+    origins: dict[tuple, str] = {}
+    for label, layer in layers:
+        merged = _merge(merged, layer)
+        origins.update({keys: label for keys in _key_paths(layer)})
+    return config_from_dict(merged, path="run config", origins=origins)
+
+
+def _merge(base: dict, extra: Any) -> dict:
+    """``extra`` deep-merged into a copy of ``base`` (mappings key by key; anything else replaces)."""
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _check(config: RunConfig, where: _Where) -> None:
-    """Checks across sections and value ranges."""
-    for keys, value in [(("training", "epochs"), config.training.epochs),
-                        (("training", "batch_size"), config.training.batch_size),
-                        (("evaluation", "every"), config.evaluation.every),
-                        (("evaluation", "batch_size"), config.evaluation.batch_size),
-                        (("output", "checkpoint_every"), config.output.checkpoint_every)]:
-        if value < 1:
-            raise where.error(keys, f"must be at least 1, got {value}")
-    for keys, value in [(("training", "lr"), config.training.lr),
-                        (("training", "estimator_lr"), config.training.estimator_lr)]:
-        if not value > 0:
-            raise where.error(keys, f"must be positive, got {value}")
-    if config.training.weight_decay < 0:
-        raise where.error(("training", "weight_decay"), "must not be negative")
-    if not 0 < config.training.lr_decay <= 1:
-        raise where.error(("training", "lr_decay"), f"must be in (0, 1], got {config.training.lr_decay}")
-    if config.training.grad_clip is not None and not config.training.grad_clip > 0:
-        raise where.error(("training", "grad_clip"), "must be positive or null")
-    if config.evaluation.patience is not None and config.evaluation.patience < 1:
-        raise where.error(("evaluation", "patience"), "must be at least 1 or null")
-    if config.training.num_threads is not None and config.training.num_threads < 1:
-        raise where.error(("training", "num_threads"), "must be at least 1 or null")
+    """Checks across fields (each field's own range is in its annotation)."""
+    training = config.training
+    if training.lr_schedule == "cosine" and training.lr_min > training.lr:
+        raise where.error(("training", "lr_min"), f"must not exceed training.lr ({training.lr}) with the cosine "
+                                                  f"schedule, got {training.lr_min}")
     if not config.features.allow_missing:
         for modality in config.file_modalities():
             if config.features.path_of(modality) is None:
@@ -406,22 +451,15 @@ def _check(config: RunConfig, where: _Where) -> None:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML run config, apply ``--set`` overrides (``"a.b=value"``) and check it.
 
-    Raises :class:`ConfigError` naming the file, line and key path on any problem.
+    The file is read with :mod:`momok.yamlio`'s strict loader (a repeated key is an error). Raises
+    :class:`ConfigError` naming the file, line and key path on any problem.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read config ({err})") from None
-    try:
-        raw = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raw = load_yaml(path)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+    lines = _key_lines(yaml.compose(path.read_text(encoding="utf-8"), Loader=StrictLoader))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

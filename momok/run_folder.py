@@ -29,6 +29,7 @@ import yaml
 from momok.atomic import TEMP_SUFFIX
 from momok.errors import InputError
 from momok.utils import torch_save_atomic
+from momok.yamlio import load_yaml, parse_yaml
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -76,7 +77,7 @@ def run_state(out: Path) -> RunState:
 
 def _is_momok_config(path: Path) -> bool:
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        saved = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
     return isinstance(saved, dict) and isinstance(saved.get("provenance"), dict)
@@ -84,7 +85,7 @@ def _is_momok_config(path: Path) -> bool:
 
 def saved_config(out: Path) -> dict[str, Any]:
     """The resolved config a run folder was started with (``config.yaml`` without ``provenance``)."""
-    saved = yaml.safe_load((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    saved = load_yaml(out / CONFIG_FILE)
     saved.pop("provenance", None)
     return saved
 

@@ -125,8 +125,8 @@ def test_override_can_switch_model_and_add_a_missing_section(tmp_path):
     (BASE, ["model.width=3"], r"model.width: unknown key"),
     (BASE.replace("  path: data/kg\n", "  duplicates: drop\n"), [], r"run.yaml:2: dataset.path: missing required key"),
     (BASE, ["training.epochs=0"], r"training.epochs: must be at least 1, got 0"),
-    (BASE, ["training.lr=-1"], r"training.lr: must be positive"),
-    (BASE, ["evaluation.patience=0"], r"evaluation.patience: must be at least 1 or null"),
+    (BASE, ["training.lr=-1"], r"training.lr: must be positive, got -1.0"),
+    (BASE, ["evaluation.patience=0"], r"evaluation.patience: must be at least 1, got 0"),
     (BASE, ["dataset.unseen=remove"], r"dataset.unseen: must be one of keep, drop"),
     (BASE, ["seed=true"], r"seed: expected an integer, got True"),
     (BASE, ["training=3"], r"training: expected a mapping of options, got 3"),
@@ -152,7 +152,7 @@ def test_missing_modality_feature_file_is_an_error_unless_allowed(tmp_path):
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="absent.yaml: file not found"):
         load_config(tmp_path / "absent.yaml")
 
 
@@ -160,7 +160,7 @@ def test_parse_override():
     assert parse_override("a.b=[1, 2]") == (("a", "b"), [1, 2])
     assert parse_override("a=") == (("a",), None)
     assert parse_override("a.b=x=y") == (("a", "b"), "x=y")
-    assert parse_override("model.lr=1e-3") == (("model", "lr"), "1e-3")  # YAML 1.1; float fields accept it
+    assert parse_override("model.lr=1e-3") == (("model", "lr"), 0.001)  # momok.yamlio: a float, as in YAML 1.2
     with pytest.raises(ConfigError):
         parse_override("a..b=1")
 
@@ -203,3 +203,108 @@ def test_config_from_dict_without_a_file():
     assert isinstance(config, RunConfig) and config.model.options == ProbeOptions()
     with pytest.raises(ConfigError, match=r"^config: dataset: missing required key"):
         config_from_dict({"model": {"name": "probe"}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Values the loader must refuse (issue 11: NaN/Inf, non-decimal integers, out-of-range values,
+# repeated keys), each named by file:line or --set and key
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    (BASE + "  weight_decay: .nan\n", [], r"run.yaml:11: training.weight_decay: must be a finite number, got nan"),
+    (BASE + "  lr: -.inf\n", [], r"run.yaml:11: training.lr: must be a finite number, got -inf"),
+    (BASE, ["training.lr=nan"], r"--set training.lr=nan: training.lr: expected a number, got 'nan'"),
+    (BASE, ["training.lr=inf"], r"--set training.lr=inf: training.lr: expected a number, got 'inf'"),
+    (BASE, ["training.lr=.inf"], r"training.lr: must be a finite number, got inf"),
+    (BASE, ["training.lr=1e999"], r"training.lr: must be a finite number, got inf"),
+    (BASE, ["training.lr=1_0.5"], r"training.lr: expected a number, got '1_0.5'"),
+    (BASE, ["model.rate=.nan"], r"--set model.rate=.nan: model.rate: must be a finite number"),
+    (BASE.replace("  dim: 6\n", "  dim: 0x10\n"), [], r"run.yaml:8: model.dim: expected an integer, got '0x10'"),
+    (BASE, ["model.dim=010"], r"model.dim: expected an integer, got '010'"),
+    (BASE, ["model.dim=0b10"], r"model.dim: expected an integer, got '0b10'"),
+    (BASE, ["model.dim=1_000"], r"model.dim: expected an integer, got '1_000'"),
+    (BASE, ["training.epochs=1:30"], r"training.epochs: expected an integer, got '1:30'"),
+    (BASE, ["training.epochs=yes"], r"training.epochs: expected an integer, got True"),
+    (BASE, ["seed=-1"], r"--set seed=-1: seed: must be in \[0, 4294967295\], got -1"),
+    (BASE.replace("seed: 7", "seed: 4294967296"), [], r"run.yaml:1: seed: must be in \[0, 4294967295\]"),
+    (BASE, ["training.lr_schedule=cosine", "training.lr_min=-5"], r"training.lr_min: must be non-negative, got -5.0"),
+    (BASE, ["training.lr_schedule=cosine", "training.lr_min=0.1"],
+     r"--set training.lr_min=0.1: training.lr_min: must not exceed training.lr \(0.001\)"),
+    (BASE, ["training.weight_decay=-0.1"], r"training.weight_decay: must be non-negative, got -0.1"),
+    (BASE, ["training.lr_decay=0"], r"training.lr_decay: must be in \(0, 1\], got 0.0"),
+    (BASE, ["training.grad_clip=0"], r"training.grad_clip: must be positive, got 0.0"),
+    (BASE, ["training.num_threads=0"], r"training.num_threads: must be at least 1, got 0"),
+    (BASE, ["evaluation.batch_size=0"], r"evaluation.batch_size: must be at least 1, got 0"),
+    (BASE, ["output.checkpoint_every=-2"], r"output.checkpoint_every: must be at least 1, got -2"),
+    (BASE + "  epochs: 4\n", [], r"run.yaml:11: duplicate key 'epochs' \(first at line 10\)"),
+    (BASE + "training:\n  epochs: 4\n", [], r"run.yaml:11: duplicate key 'training' \(first at line 9\)"),
+])
+def test_bad_values_are_rejected_with_the_key_named(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), overrides)
+
+
+def test_decimal_numbers_still_load(tmp_path):
+    text = BASE.replace("epochs: 3", "epochs: +4") + "  lr: 1e-2\n  weight_decay: 5.0E-4\n"
+    config = load_config(write(tmp_path, text),
+                         ["training.estimator_lr=2e-3", "training.grad_clip=.5"])
+    assert (config.training.lr, config.training.weight_decay, config.training.epochs) == (0.01, 0.0005, 4)
+    assert (config.training.estimator_lr, config.training.grad_clip) == (0.002, 0.5)
+    assert config.evaluation.patience == 10 and load_config(write(tmp_path, BASE), ["evaluation.patience=null"]) \
+        .evaluation.patience is None
+
+
+@pytest.mark.parametrize("name, key, value, problem", [
+    ("momok", "dim", 0, "must be at least 1, got 0"),
+    ("momok", "num_experts", -1, "must be at least 1, got -1"),
+    ("momok", "exid_weight", float("nan"), "must be a finite number, got nan"),
+    ("momok", "exid_weight", -0.5, "must be non-negative, got -0.5"),
+    ("momok", "exid_weight", "zero", "expected a number, got 'zero'"),
+    ("momok", "hidden_dropout1", 1.0, r"must be in \[0, 1\), got 1.0"),
+    ("momok", "club_hidden_dim", 0, "must be at least 1, got 0"),
+    ("transe", "dim", 0, "must be at least 1, got 0"),  # a subclass of KGEOptions redeclares dim
+    ("rotate", "adversarial_temperature", -1, "must be non-negative, got -1.0"),
+    ("tbkgc", "num_negatives", 0, "must be at least 1, got 0"),
+    ("adamf", "mat_weight", float("inf"), "must be a finite number, got inf"),
+])
+def test_model_options_declare_bounds(name, key, value, problem):
+    raw = {"dataset": {"path": "d"}, "features": {"allow_missing": True}, "model": {"name": name, key: value}}
+    with pytest.raises(ConfigError, match=rf"^config: model.{key}: {problem}"):
+        config_from_dict(raw)
+
+
+def test_config_from_layers_names_the_layer_that_set_the_key():
+    from momok.config import config_from_layers
+
+    base = ("workflow", {"dataset": {"path": "d"}, "features": {"image": "i"}})
+    defaults = ("run_defaults", {"training": {"epochs": 3}, "model": {"name": "probe"}})
+    config = config_from_layers([base, defaults, ("models.probe", {"model": {"dim": 8}})])
+    assert config.training.epochs == 3 and config.model.options.dim == 8
+    with pytest.raises(ConfigError, match=r"^models.probe: model.dimm: unknown key"):
+        config_from_layers([base, defaults, ("models.probe", {"model": {"dimm": 8}})])
+    with pytest.raises(ConfigError, match=r"^variants.fast: training.epochs: must be at least 1, got 0"):
+        config_from_layers([base, defaults, ("variants.fast", {"training": {"epochs": 0}})])
+    with pytest.raises(ConfigError, match=r"^run config: dataset: missing required key"):
+        config_from_layers([defaults])
+
+
+def test_package_yaml_readers_reject_repeated_keys(tmp_path):
+    """Every user YAML the package reads goes through momok.yamlio: sources files, paper numbers, run configs."""
+    from momok.data.fetch import load_sources
+    from momok.errors import InputError
+    from momok.report.tables import load_paper
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("base_url: a\ndatasets: {}\nbase_url: b\n", encoding="utf-8")
+    for reader in (load_sources, load_paper):
+        with pytest.raises(InputError, match=r"twice.yaml:3: duplicate key 'base_url' \(first at line 1\)"):
+            reader(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.shape=[1, 2", r"^--set model.shape=\[1, 2: not valid YAML \(expected ',' or '\]'"),
+    ("model.mode={a: 1, a: 2}", r"^--set model.mode=\{a: 1, a: 2\}: duplicate key 'a' \(first at line 1\)$"),
+])
+def test_override_values_are_read_like_config_files(override, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_override(override)

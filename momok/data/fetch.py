@@ -22,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import yaml
-
 from momok.atomic import write_atomic
 from momok.errors import ConfigError, InputError, MomokError
+from momok.yamlio import load_yaml
 
 DEFAULT_SOURCES = Path(__file__).with_name("sources.yaml")
 CHUNK = 1 << 20
@@ -34,18 +33,7 @@ CHUNK = 1 << 20
 def load_sources(path: str | Path = DEFAULT_SOURCES) -> dict:
     """Read and check a sources file: ``{"base_url": str, "datasets": {name: {"upstream", "files"}}}``."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(path, f"cannot read it ({getattr(err, 'strerror', None) or err})") from None
-    except yaml.YAMLError as err:  # its own message spans several lines; keep the problem and its place
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        where = f" (column {mark.column + 1})" if mark is not None else ""
-        raise InputError(path, f"not valid YAML: {problem}{where}",
-                         line=mark.line + 1 if mark is not None else None) from None
+    data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("base_url"), str) \
             or not isinstance(data.get("datasets"), dict) or not data["datasets"]:
         raise ConfigError(f"{path}: expected the keys 'base_url' (a URL) and 'datasets' (a mapping)")

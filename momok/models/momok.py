@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from momok.bounds import Fraction, NonNegativeFloat, PositiveInt
 from momok.errors import ConfigError
 from momok.models.base import LinkPredictor, TrainBatch
 from momok.models.club import PairwiseCLUB
@@ -88,9 +89,9 @@ class MoMoKOptions:
     #: modalities used, any non-empty subset of structure, image, text (image/text need a feature file)
     modalities: list[str] = field(default_factory=lambda: ["structure", "image", "text"])
     #: entity embedding size of every modality and of the joint modality (the paper's d_m; authors: 256)
-    dim: int = 256
+    dim: PositiveInt = 256
     #: relation embedding size of every modality (d_r; authors: 256)
-    relation_dim: int = 256
+    relation_dim: PositiveInt = 256
 
     # --- raw image/text features ---
     #: map from the raw feature vector to ``dim``: "linear" (affine) or "mlp" (Linear-ReLU-Linear)
@@ -105,13 +106,13 @@ class MoMoKOptions:
     normalize_features: bool = True
     #: average-pool raw feature vectors to this width first (1-D adaptive average pooling; the authors
     #: pool to 256 for DB15K/KVC16K with dataset-specific 2-D shapes); null = no pooling
-    feature_pool_dim: int | None = None
+    feature_pool_dim: PositiveInt | None = None
 
     # --- ReMoKE ---
     #: number of experts K per modality (paper Figure 4 sweeps it; authors: 3)
-    num_experts: int = 3
+    num_experts: PositiveInt = 3
     #: dropout on each expert's input while training (authors: 0)
-    expert_dropout: float = 0.0
+    expert_dropout: Fraction = 0.0
     #: noisy gating: add N(0,1)·softplus(x W_n) to the gate logits while training ("w/o noise" = false)
     gate_noise: bool = True
     #: learnable temperature τ_r = sigmoid(θ_r) per relation id ("w/o relational" = false: τ ≡ 1)
@@ -139,15 +140,15 @@ class MoMoKOptions:
     #: sigmoid scores against the multi-hot labels, smoothed by label_smoothing)
     loss: str = "softmax_ce"
     #: BCE label smoothing as in TuckER/the authors: target = (1 - ε)·label + 1/E (bce only)
-    label_smoothing: float = 0.1
+    label_smoothing: Fraction = 0.1
 
     # --- Tucker scorers ---
     #: dropout on the batch-normalised head embedding (TuckER input_dropout; authors hard-code 0.3)
-    input_dropout: float = 0.3
+    input_dropout: Fraction = 0.3
     #: dropout on the relation-contracted core W_r (TuckER hidden_dropout1; authors 0.4)
-    hidden_dropout1: float = 0.4
+    hidden_dropout1: Fraction = 0.4
     #: dropout on the batch-normalised query vector (TuckER hidden_dropout2; authors 0.5)
-    hidden_dropout2: float = 0.5
+    hidden_dropout2: Fraction = 0.5
     #: how hidden_dropout1 is applied while training: "per_query" (exact TuckER and authors: a d×d mask
     #: per query), "per_relation" (one mask per distinct relation in the batch), "output" (dropout on
     #: e_h W_r instead), "gaussian" (moment-matched Gaussian noise; see momok/models/tucker.py)
@@ -158,7 +159,7 @@ class MoMoKOptions:
     # --- ExID ---
     #: λ, weight of the ExID bound in the loss; 0 = "w/o ExID" (no estimators). The paper's grid values
     #: were lost in extraction; 1e-4 is the authors' default (train.py ``mu``)
-    exid_weight: float = 0.0001
+    exid_weight: NonNegativeFloat = 0.0001
     #: expert pairs disentangled each step: "all" ordered pairs i ≠ j, averaged (paper), or one "random"
     #: ordered pair per step drawn from the model's generator (authors)
     club_pairs: str = "all"
@@ -166,7 +167,7 @@ class MoMoKOptions:
     #: it only changes the estimator's loss (it cancels in the bound)
     club_logvar_term: bool = True
     #: hidden width of the CLUB MLPs; null = dim // 2 (authors)
-    club_hidden_dim: int | None = None
+    club_hidden_dim: PositiveInt | None = None
 
     # --- cost ---
     #: with ``fusion_projection: linear``, recompute the relation-guided joint candidates in the backward

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
-import yaml
 
 from momok.errors import InputError
+from momok.yamlio import load_yaml
 
 #: The score key that ranks a model's predictions: MoMoK's combined score, else a baseline's single key.
 RANKING_KEYS = ("joint", "score")
@@ -78,13 +78,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InputError(path, f"unreadable: {err}") from None
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise InputError(path, f"not valid YAML: {err}", line=None if line is None else line + 1) from None
+    data = load_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
-import yaml
 
 from momok.atomic import write_text_atomic
 from momok.errors import InputError
 from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation
+from momok.yamlio import load_yaml
 
 PAPER_YAML = Path(__file__).with_name("paper.yaml")
 #: Order of the paper's datasets; other datasets (e.g. ``toy``) follow alphabetically.
@@ -34,13 +34,7 @@ CSV_COLUMNS = ["table", "dataset", "row", "group", "model", "variant", "score_ke
 
 def load_paper(path: str | Path | None = None) -> dict[str, Any]:
     """The paper's reported numbers (``paper.yaml`` next to this module unless ``path`` is given)."""
-    path = Path(path) if path is not None else PAPER_YAML
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InputError(path, f"unreadable: {err}") from None
-    except yaml.YAMLError as err:
-        raise InputError(path, f"not valid YAML: {err}") from None
+    return load_yaml(Path(path) if path is not None else PAPER_YAML)
 
 
 @dataclass

@@ -197,18 +197,29 @@ def official_extra_of(modality):
         if spec.get("encoder"):
             args.append(f"--encoder {shlex.quote(spec['encoder'])}")
         if spec.get("extra"):
-            args.append(spec["extra"])
+            args.append(extra_arguments(wildcards.dataset, modality))
         return " ".join(args)
 
     return extra
 
 
+def extra_arguments(dataset, modality):
+    """Param: datasets.<dataset>.features.<modality>.extra, split as a shell would split it and quoted
+    word by word, so that it reaches the command as arguments only (never as shell syntax: ``; rm``
+    becomes the two arguments ``';'`` and ``rm``)."""
+    text = feature_spec_of(dataset, modality).get("extra", "")
+    try:
+        return shlex.join(shlex.split(text))
+    except ValueError as err:
+        raise WorkflowError(f"datasets.{dataset}.features.{modality}.extra: {err} in {text!r}") from None
+
+
 def toy_arguments(wildcards):
-    """``momok toy`` options from datasets.<name>.raw.toy (seed and sizes)."""
+    """``momok toy`` options from datasets.<name>.raw.toy (seed and sizes), each value quoted."""
     spec = dataset_config(wildcards.dataset)["raw"]["toy"]
     args = [f"--seed {int(spec.get('seed', 0))}"]
     for key, value in sorted(spec.get("options", {}).items()):
-        args.append(f"--{key.replace('_', '-')} {value}")
+        args.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
     return " ".join(args)
 
 
@@ -291,20 +302,37 @@ def run_features(dataset, variant):
     return features
 
 
-def run_config(dataset, model, variant, seed):
-    """The complete run config of one run, merged in this order (later wins):
-    run_defaults < models.<model> < datasets.<dataset>.overrides < datasets.<dataset>.models.<model>
-    < the variant's overrides < seed, dataset.path and features (set here). An override that sets
-    ``features.<modality>: null`` (e.g. for structure-only models) keeps that modality absent, so
-    the run neither waits for nor reruns with that feature file."""
+def variant_label(variant):
+    """The config key a variant's overrides come from (named in error messages)."""
+    point = GRID_POINT.match(variant)
+    if variant not in config["variants"] and point and point.group(1) in config["figure4"]["grids"]:
+        return f"figure4.grids.{point.group(1)}"
+    return f"variants.{variant}"
+
+
+def run_layers(dataset, model, variant):
+    """(config key, run-config overrides) of one run in merge order, later wins: run_defaults <
+    models.<model> (model.name is the key) < datasets.<dataset>.overrides <
+    datasets.<dataset>.models.<model> < the variant's overrides."""
     if model not in config["models"]:
         raise WorkflowError(f"model {model!r} is not configured; configured: {', '.join(config['models'])}")
     entry = dataset_config(dataset)
-    cfg = deep_merge(config["run_defaults"], {"model": {"name": model}})
-    cfg = deep_merge(cfg, config["models"][model])
-    cfg = deep_merge(cfg, entry.get("overrides", {}))
-    cfg = deep_merge(cfg, entry.get("models", {}).get(model, {}))
-    cfg = deep_merge(cfg, variant_overrides(variant))
+    return [
+        ("run_defaults", config["run_defaults"]),
+        (f"models.{model}", deep_merge({"model": {"name": model}}, config["models"][model])),
+        (f"datasets.{dataset}.overrides", entry.get("overrides", {})),
+        (f"datasets.{dataset}.models.{model}", entry.get("models", {}).get(model, {})),
+        (variant_label(variant), variant_overrides(variant)),
+    ]
+
+
+def run_config(dataset, model, variant, seed):
+    """The complete run config of one run: its run_layers merged, then seed, dataset.path and features
+    (set here). An override that sets ``features.<modality>: null`` (e.g. for structure-only models)
+    keeps that modality absent, so the run neither waits for nor reruns with that feature file."""
+    cfg = {}
+    for _, layer in run_layers(dataset, model, variant):
+        cfg = deep_merge(cfg, layer)
     features = run_features(dataset, variant)
     for modality in MODALITIES:  # `features: {<modality>: null}` in an override: the model does without
         if modality in cfg.get("features", {}) and cfg["features"][modality] is None:

@@ -14,7 +14,7 @@ rule encode_images:
         dataset=lambda wildcards, input: os.path.dirname(input.raw[0]),
         encoder=lambda wildcards: feature_spec_of(wildcards.dataset, "image")["encoder"],
         weights=lambda wildcards: resolve_resource(feature_spec_of(wildcards.dataset, "image").get("weights") or "default"),
-        extra=lambda wildcards: feature_spec_of(wildcards.dataset, "image").get("extra", ""),
+        extra=lambda wildcards: extra_arguments(wildcards.dataset, "image"),
     log:
         "results/logs/encode_images/{dataset}.log",
     benchmark:
@@ -43,7 +43,7 @@ rule encode_texts:
         dataset=lambda wildcards, input: os.path.dirname(input.raw[0]),
         model=lambda wildcards: resolve_resource(feature_spec_of(wildcards.dataset, "text")["model"]),
         pooling=lambda wildcards: feature_spec_of(wildcards.dataset, "text").get("pooling", "mean"),
-        extra=lambda wildcards: feature_spec_of(wildcards.dataset, "text").get("extra", ""),
+        extra=lambda wildcards: extra_arguments(wildcards.dataset, "text"),
     log:
         "results/logs/encode_texts/{dataset}.log",
     benchmark:
@@ -57,7 +57,7 @@ rule encode_texts:
         "../../environment.yml"
     shell:
         "OMP_NUM_THREADS={threads} momok features text --dataset {params.dataset:q} --out {output:q}"
-        " --model {params.model:q} --pooling {params.pooling} --no-progress {params.extra}"
+        " --model {params.model:q} --pooling {params.pooling:q} --no-progress {params.extra}"
         " > {log:q} 2>&1"
 
 
@@ -132,4 +132,4 @@ rule add_noise:
         "../../environment.yml"
     shell:
         "momok features noise --in {input.clean:q} --out {output:q} --ratio {wildcards.ratio}"
-        " --seed {params.seed} --scale {params.scale} > {log:q} 2>&1"
+        " --seed {params.seed:q} --scale {params.scale:q} > {log:q} 2>&1"

@@ -51,6 +51,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, RotationScoring, as_complex, nssa_loss, pykeen_interaction
 from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities, uniform_linear
@@ -61,7 +62,7 @@ from momok.models.registry import BuildContext, register
 class AdaMFOptions:
     """``model:`` options of ``adamf``."""
 
-    dim: int = 200
+    dim: PositiveInt = 200
     """Complex dimension d of RotatE (entity, modality and joint vectors have 2d real coordinates)."""
     margin: float = 6.0
     """γ of the loss (official argument default 6; scripts: MKG-Y 4, MKG-W 12, DB15K 12)."""
@@ -79,21 +80,21 @@ class AdaMFOptions:
     rows let TBKGC overfit (test MRR 0.142 with features vs 0.152 without; frozen: 0.179)."""
     loss: Literal["softmax_ce", "nssa", "margin"] = "nssa"
     """Training loss (see :mod:`momok.models.baselines.kge`); the official code: ``nssa``."""
-    num_negatives: int = 128
+    num_negatives: PositiveInt = 128
     """Negatives per query."""
-    adversarial_temperature: float = 2.0
+    adversarial_temperature: NonNegativeFloat = 2.0
     """α of the self-adversarial weights (official ``adv_temp`` default 2)."""
-    regularization: float = 0.0
+    regularization: NonNegativeFloat = 0.0
     """λ of the penalty on the batch's structure embeddings (0: off, as official)."""
-    regularization_norm: int = 2
+    regularization_norm: PositiveInt = 2
     """q of the penalty ``‖x‖_q^q``."""
-    mat_weight: float = 0.0
+    mat_weight: NonNegativeFloat = 0.0
     """μ, weight of the modality-adversarial term in the model's loss; 0 turns MAT off (no generators)."""
-    noise_dim: int = 64
+    noise_dim: PositiveInt = 64
     """Dimension of the generators' Gaussian noise."""
-    generator_hidden: int = 512
+    generator_hidden: PositiveInt = 512
     """Hidden width of each generator MLP."""
-    chunk_elements: int = 1 << 25
+    chunk_elements: PositiveInt = 1 << 25
     """Memory bound of chunked 1-N scoring (``B × C × 2d`` entries at once); results do not depend on it."""
 
     def __post_init__(self):

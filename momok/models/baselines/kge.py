@@ -78,6 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.models.base import LinkPredictor, TrainBatch
 from momok.models.registry import BuildContext, register
 
@@ -101,22 +102,22 @@ def pykeen_interaction(name: str, **kwargs) -> nn.Module:
 class KGEOptions:
     """Options shared by every embedding baseline (each model's class overrides the defaults)."""
 
-    dim: int = 200
+    dim: PositiveInt = 200
     """Embedding dimension (complex models: number of complex coordinates, so 2·dim real numbers)."""
     loss: Literal["softmax_ce", "nssa", "margin"] = "nssa"
     """Training loss: ``softmax_ce`` (1-N cross-entropy), ``nssa`` (self-adversarial negative sampling,
     RotatE), ``margin`` (margin ranking, TransE); see the module docstring."""
-    num_negatives: int = 256
+    num_negatives: PositiveInt = 256
     """Negatives per training query for ``nssa`` and ``margin`` (uniform over all entities)."""
     margin: float = 9.0
     """γ of ``nssa`` (added to every score inside the sigmoid) and of ``margin``."""
-    adversarial_temperature: float = 1.0
+    adversarial_temperature: NonNegativeFloat = 1.0
     """α of the self-adversarial weights ``softmax(α · s⁻)``; 0 = uniform weights."""
-    regularization: float = 0.0
+    regularization: NonNegativeFloat = 0.0
     """λ of the embedding penalty (0 = none)."""
-    regularization_norm: int = 2
+    regularization_norm: PositiveInt = 2
     """q of the penalty ``‖x‖_q^q`` (2 = L2, 3 = N3)."""
-    chunk_elements: int = 1 << 25
+    chunk_elements: PositiveInt = 1 << 25
     """Most entries of a ``B × C × d`` tensor built at once by chunked 1-N scoring (memory bound only;
     results do not depend on it)."""
     modalities: tuple[str, ...] = ("structure",)
@@ -146,11 +147,11 @@ class KGEOptions:
 class TransEOptions(KGEOptions):
     """TransE (Bordes et al. 2013); defaults: the paper's FB15k setting."""
 
-    dim: int = 50
+    dim: PositiveInt = 50
     loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    num_negatives: int = 1
+    num_negatives: PositiveInt = 1
     margin: float = 1.0
-    adversarial_temperature: float = 0.0
+    adversarial_temperature: NonNegativeFloat = 0.0
     p: int = 1
     """Norm of the distance: 1 (paper's FB15k choice) or 2."""
     normalize_entities: bool = True
@@ -162,11 +163,11 @@ class TransEOptions(KGEOptions):
 class DistMultOptions(KGEOptions):
     """DistMult (Yang et al. 2015); defaults: the paper's FB15k setting."""
 
-    dim: int = 100
+    dim: PositiveInt = 100
     loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    num_negatives: int = 1
+    num_negatives: PositiveInt = 1
     margin: float = 1.0
-    adversarial_temperature: float = 0.0
+    adversarial_temperature: NonNegativeFloat = 0.0
     normalize_entities: bool = True
     """Use unit-L2-norm entity vectors (as TransE, which the paper's training follows)."""
 
@@ -179,24 +180,24 @@ class ComplExOptions(KGEOptions):
     toy-dataset model at random level (test MRR 0.016 after 30 epochs against 0.100 with λ = 0 after
     10, measured on a 300-entity toy), so the default is 0 and λ is left to the dataset config."""
 
-    dim: int = 200
+    dim: PositiveInt = 200
     loss: Literal["softmax_ce", "nssa", "margin"] = "nssa"
-    num_negatives: int = 10
+    num_negatives: PositiveInt = 10
     margin: float = 0.0
-    adversarial_temperature: float = 0.0
-    regularization: float = 0.0
-    regularization_norm: int = 2
+    adversarial_temperature: NonNegativeFloat = 0.0
+    regularization: NonNegativeFloat = 0.0
+    regularization_norm: PositiveInt = 2
 
 
 @dataclass
 class RotatEOptions(KGEOptions):
     """RotatE (Sun et al. 2019); defaults: the official FB15k-237 run."""
 
-    dim: int = 1000
+    dim: PositiveInt = 1000
     loss: Literal["softmax_ce", "nssa", "margin"] = "nssa"
-    num_negatives: int = 256
+    num_negatives: PositiveInt = 256
     margin: float = 9.0
-    adversarial_temperature: float = 1.0
+    adversarial_temperature: NonNegativeFloat = 1.0
     p: int = 1
     """1: sum over coordinates of the complex modulus ``|h_k r_k - t_k|`` (the official code); 2: the
     L2 norm of the complex vector (PyKEEN's ``RotatEInteraction``)."""
@@ -206,11 +207,11 @@ class RotatEOptions(KGEOptions):
 class PairREOptions(KGEOptions):
     """PairRE (Chao et al. 2021); defaults: the official FB15k-237 run."""
 
-    dim: int = 1500
+    dim: PositiveInt = 1500
     loss: Literal["softmax_ce", "nssa", "margin"] = "nssa"
-    num_negatives: int = 256
+    num_negatives: PositiveInt = 256
     margin: float = 6.0
-    adversarial_temperature: float = 1.0
+    adversarial_temperature: NonNegativeFloat = 1.0
     p: int = 1
     """Norm of the distance (the paper: 1)."""
 

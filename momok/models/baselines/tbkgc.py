@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.models.baselines.kge import KGEModel, chunked_scores, l2_distance_all, pykeen_interaction
 from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities
 from momok.models.registry import BuildContext, register
@@ -63,7 +64,7 @@ ENERGIES = ("s", "m", "joint", "sm", "ms")
 class TBKGCOptions:
     """``model:`` options of ``tbkgc``."""
 
-    dim: int = 200
+    dim: PositiveInt = 200
     """Dimension d of the structure embeddings, of the multimodal representation and of relations."""
     p: int = 1
     """Norm of the TransE distances (the official code: 1)."""
@@ -80,17 +81,17 @@ class TBKGCOptions:
     rows let TBKGC overfit (test MRR 0.142 with features vs 0.152 without; frozen: 0.179)."""
     loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
     """Training loss (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: int = 128
+    num_negatives: PositiveInt = 128
     """Negatives per query for ``margin`` / ``nssa``."""
     margin: float = 6.0
     """γ of the loss."""
-    adversarial_temperature: float = 2.0
+    adversarial_temperature: NonNegativeFloat = 2.0
     """Self-adversarial weights' α; 0 = uniform (plain TransE margin loss)."""
-    regularization: float = 0.0
+    regularization: NonNegativeFloat = 0.0
     """λ of the penalty on the batch's structure and relation embeddings."""
-    regularization_norm: int = 2
+    regularization_norm: PositiveInt = 2
     """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: int = 1 << 25
+    chunk_elements: PositiveInt = 1 << 25
     """Memory bound of chunked 1-N scoring (entries of a ``B × C × d`` tensor); results do not depend on it."""
 
     def __post_init__(self):
