@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from momok.errors import InputError
+
 #: Ending of the temporary files of :func:`write_atomic` (``.<name>.<random>.tmp``); a file so named
 #: is left only by a process killed mid-write.
 TEMP_SUFFIX = ".tmp"
@@ -57,11 +59,17 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     flushed and fsynced, then renamed over ``path`` with ``os.replace``; the folder is fsynced last.
     A reader or a crash sees the old file or the new one, never a half-written one. On any error
     (including an exception raised by ``write``) the temporary file is removed and ``path`` is left
-    as it was.
+    as it was; an ``OSError`` (no such folder, permission denied, disk full, ``path`` is a folder)
+    becomes ``InputError(path, "cannot write it (<reason>)")``, a one-line message for the user.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except FileExistsError as err:  # mkdir: something that is not a folder has the folder's name
+        raise InputError(path, f"cannot write it ({path.parent} is not a folder)") from err
+    except OSError as err:
+        raise InputError(path, f"cannot write it ({err.strerror or err})") from err
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), file_mode())
@@ -69,8 +77,10 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise InputError(path, f"cannot write it ({err.strerror or err})") from err
         raise
     _fsync_folder(path.parent)
     return path

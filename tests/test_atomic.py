@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from momok.atomic import file_mode, write_atomic, write_text_atomic
+from momok.errors import InputError
 
 
 @pytest.fixture
@@ -77,6 +78,26 @@ def test_failure_mid_write_keeps_the_old_file_and_no_temporary(tmp_path, events)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     assert not any(kind == "replace" for kind, _ in events)
+
+
+def test_os_errors_become_one_line_input_errors(tmp_path, monkeypatch):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = {tmp_path / "folder": "Is a directory",
+             tmp_path / "file" / "a.txt": f"{tmp_path / 'file'} is not a folder",
+             tmp_path / "file" / "sub" / "a.txt": "Not a directory"}
+    for target, reason in cases.items():
+        with pytest.raises(InputError) as err:
+            write_text_atomic(target, "y")
+        assert str(err.value) == f"{target}: cannot write it ({reason})"
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(InputError, match=r"cannot write it \(No space left on device\)"):
+        write_text_atomic(tmp_path / "file", "new")
+    assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
 
 
 def _write_each_kind(kind: str, folder: Path) -> None:

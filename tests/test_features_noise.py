@@ -129,3 +129,12 @@ def test_noise_rejects_bad_options_naming_them(tmp_path, capsys, option, value):
     err = capsys.readouterr().err
     assert err.startswith(f"momok features: error: {option}: ") and err.count("\n") == 1, err
     assert "Traceback" not in err and not dst.exists()
+
+
+def test_noise_out_folder_is_a_one_line_error(tmp_path, capsys):
+    src = tmp_path / "image.safetensors"
+    save_features(src, make_table(10, 3))
+    (tmp_path / "out").mkdir()
+    assert _noise_cli(src, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err == f"momok features: error: {tmp_path / 'out'}: cannot write it (Is a directory)\n"

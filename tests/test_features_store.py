@@ -91,7 +91,7 @@ def test_a_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.fsync", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match="cannot write it \\(disk full\\)"):
         save_features(path, make_table())
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["image.safetensors"]
