@@ -280,6 +280,6 @@ def test_bad_sources_file(tmp_path):
     bad.write_text("base_url: x\ndatasets:\n  A: [unclosed\n")
     with pytest.raises(InputError) as err:
         load_sources(bad)
-    assert str(err.value).startswith(f"{bad}:4: not valid YAML: ") and "\n" not in str(err.value)
-    with pytest.raises(InputError, match="cannot read it"):
+    assert str(err.value).startswith(f"{bad}:4: not valid YAML (") and "\n" not in str(err.value)
+    with pytest.raises(InputError, match="unreadable"):
         load_sources(tmp_path)
