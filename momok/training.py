@@ -14,6 +14,9 @@ The loop (every model alike, through :class:`~momok.models.base.LinkPredictor`):
 * Every ``evaluation.every`` epochs (and after the last) the filtered ``evaluation.metric`` of the
   model's ``ranking_key`` score on valid is computed; its best epoch is saved to
   ``checkpoint/best.pt``; ``evaluation.patience`` validations without improvement stop training.
+  Right before each validation a model that overrides ``fit_on_validation`` (MoSE's ensemble
+  weights) fits it on the valid triples, ranked against a train + valid filter (never test); what it
+  fits is saved with that epoch's checkpoint and logged in ``history.csv`` as ``fit_*``.
 * At the end the best checkpoint is loaded from disk and evaluated on valid and test (the test set
   is evaluated exactly once per run and never selects anything).
 
@@ -165,6 +168,34 @@ def all_triples_filter(dataset):
 
     triples = torch.cat([dataset.train, dataset.valid, dataset.test])
     return FilterIndex(triples, dataset.num_entities, dataset.num_relations)
+
+
+class FitFilter:
+    """The train + valid filter a model's ``fit_on_validation`` ranks with, built on first use."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.index = None
+
+    def get(self):
+        if self.index is None:
+            from momok.evaluation import FilterIndex
+
+            d = self.dataset
+            self.index = FilterIndex(torch.cat([d.train, d.valid]), d.num_entities, d.num_relations)
+        return self.index
+
+
+def fit_on_validation(run: Run, fit_filter: FitFilter) -> dict[str, float]:
+    """The model's :meth:`~momok.models.base.LinkPredictor.fit_on_validation` (gradients off, eval mode),
+    for models that override it; its logged numbers get a ``fit_`` prefix."""
+    model = run.model
+    if type(model).fit_on_validation is LinkPredictor.fit_on_validation:
+        return {}
+    model.eval()
+    with torch.no_grad():
+        parts = model.fit_on_validation(run.dataset.valid, fit_filter.get())
+    return {f"fit_{name}": value for name, value in parts.items()}
 
 
 def selection_value(config: RunConfig, model: LinkPredictor, summaries: dict[str, dict]) -> float:
@@ -363,6 +394,7 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress:
 
         label_index = FilterIndex(dataset.train, dataset.num_entities, dataset.num_relations)
     filter_index = all_triples_filter(dataset)
+    fit_filter = FitFilter(dataset)
     state = LoopState()
     best_model = None  # CPU copy of the best state_dict so far (also kept in last.pt)
 
@@ -410,6 +442,7 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress:
         valid_value = None
         if epoch % config.evaluation.every == 0 or epoch == epochs:
             started = time.perf_counter()
+            row.update(fit_on_validation(run, fit_filter))
             valid_value = selection_value(config, model, evaluate_model(run, dataset.valid, filter_index))
             state.valid_seconds += time.perf_counter() - started
             state.last_valid = valid_value
