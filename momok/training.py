@@ -15,6 +15,9 @@ The loop (every model alike, through :class:`~momok.models.base.LinkPredictor`):
 * Every ``evaluation.every`` epochs (and after the last) the filtered ``evaluation.metric`` of the
   model's ``ranking_key`` score on valid is computed; its best epoch is saved to
   ``checkpoint/best.pt``; ``evaluation.patience`` validations without improvement stop training.
+  Right before each validation a model that overrides ``fit_on_validation`` (MoSE's ensemble
+  weights) fits it on the valid triples, ranked against a train + valid filter (never test); what it
+  fits is saved with that epoch's checkpoint and logged in ``history.csv`` as ``fit_*``.
 * At the end the best checkpoint is loaded from disk and evaluated on valid and test (the test set
   is evaluated exactly once per run and never selects anything).
 
@@ -58,7 +61,7 @@ from momok import __version__
 from momok.assembly import (AssembledRun, all_triples_filter, autocast, build_run, configure_torch, evaluate_model,
                             selection_value)
 from momok.config import RunConfig, dump_config
-from momok.data.datasets import add_inverses
+from momok.data.datasets import KGDataset, add_inverses
 from momok.diagnostics import write_weights
 from momok.errors import ConfigError, InputError, MomokError
 from momok.evaluation import FilterIndex, metrics_table
@@ -347,6 +350,32 @@ def _training_data(run: AssembledRun) -> tuple[torch.Tensor, FilterIndex | None]
     return queries, FilterIndex(dataset.train, dataset.num_entities, dataset.num_relations)
 
 
+class FitFilter:
+    """The train + valid filter a model's ``fit_on_validation`` ranks with (never test), built on first use."""
+
+    def __init__(self, dataset: KGDataset):
+        self.dataset = dataset
+        self.index: FilterIndex | None = None
+
+    def get(self) -> FilterIndex:
+        if self.index is None:
+            d = self.dataset
+            self.index = FilterIndex(torch.cat([d.train, d.valid]), d.num_entities, d.num_relations)
+        return self.index
+
+
+def fit_on_validation(run: AssembledRun, fit_filter: FitFilter) -> dict[str, float]:
+    """The model's :meth:`~momok.models.base.LinkPredictor.fit_on_validation` (gradients off, eval mode),
+    for models that override it; its logged numbers get a ``fit_`` prefix."""
+    model = run.model
+    if type(model).fit_on_validation is LinkPredictor.fit_on_validation:
+        return {}
+    model.eval()
+    with torch.no_grad():
+        parts = model.fit_on_validation(run.dataset.valid, fit_filter.get())
+    return {f"fit_{name}": value for name, value in parts.items()}
+
+
 def _train_and_test(run: AssembledRun, out: Path, queries: torch.Tensor, label_index: FilterIndex | None,
                     saved: dict[str, Any] | None, digests: dict[str, str], progress: bool) -> dict:
     """The loop from ``saved`` (``last.pt``'s content) or from the start, then the test of the best epoch."""
@@ -358,6 +387,7 @@ def _train_and_test(run: AssembledRun, out: Path, queries: torch.Tensor, label_i
     estimator_scaler = torch.amp.GradScaler("cuda", enabled=config.training.amp == "fp16")
 
     filter_index = all_triples_filter(dataset)
+    fit_filter = FitFilter(dataset)
     state = LoopState()
     best_model = None  # CPU copy of the best state_dict so far (also kept in last.pt)
 
@@ -398,6 +428,7 @@ def _train_and_test(run: AssembledRun, out: Path, queries: torch.Tensor, label_i
         valid_value = None
         if epoch % config.evaluation.every == 0 or epoch == epochs:
             started = time.perf_counter()
+            row.update(fit_on_validation(run, fit_filter))
             valid_value = selection_value(config, model, evaluate_model(run, dataset.valid, filter_index))
             state.valid_seconds += time.perf_counter() - started
             state.last_valid = valid_value

@@ -61,6 +61,17 @@ class LinkPredictor(nn.Module):
         """The second optimiser's loss on detached model outputs; ``None`` when there is none."""
         return None
 
+    def fit_on_validation(self, triples: torch.Tensor, known) -> dict[str, float]:
+        """Fit what the model's paper fits on the validation split (MoSE's ensemble weights).
+
+        Called by the trainer with gradients off and the model in eval mode, right before each
+        validation evaluation, so what it fits is part of the checkpoint of that epoch. ``triples``:
+        the validation triples ``[n, 3]`` (without inverses); ``known``: a
+        :class:`~momok.evaluation.FilterIndex` of the train and valid triples (never test) for
+        filtered ranks. Returns numbers to log; the default fits nothing.
+        """
+        return {}
+
     def needs_labels(self) -> bool:
         """Whether ``loss`` reads ``TrainBatch.labels`` (multi-label 1-N losses)."""
         return False

@@ -4,7 +4,9 @@
   (PyKEEN interactions);
 * :mod:`~momok.models.baselines.tbkgc`: ``tbkgc`` (Mousselly-Sergieh et al. 2018) and ``ikrl`` (Xie et al. 2017,
   as a TBKGC variant);
-* :mod:`~momok.models.baselines.adamf`: ``adamf`` (AdaMF-MAT, Zhang et al. 2024).
+* :mod:`~momok.models.baselines.adamf`: ``adamf`` (AdaMF-MAT, Zhang et al. 2024);
+* :mod:`~momok.models.baselines.mose`: ``mose`` (MoSE, Zhao et al. 2022: modality-split ComplEx scorers,
+  average and boosting ensembles fit on validation).
 """
 
-from momok.models.baselines import adamf, kge, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, kge, mose, tbkgc  # noqa: F401  (registration side effects)
