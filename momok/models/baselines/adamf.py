@@ -53,7 +53,8 @@ from torch import nn
 
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, RotationScoring, as_complex, nssa_loss, pykeen_interaction
-from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities, uniform_linear
+from momok.models.baselines.multimodal import ModalityInputs, check_modalities, uniform_linear
+from momok.models.cache import ParameterCache
 from momok.models.registry import BuildContext, register
 
 
@@ -142,7 +143,7 @@ class AdaMF(RotationScoring, KGEModel):
             for m in self.file_modalities:
                 self.generators[m] = Generator(options.noise_dim, width, options.generator_hidden, width, g)
         self.interaction = pykeen_interaction("RotatEInteraction")
-        self._table = VersionedCache()
+        self._cache = ParameterCache()
 
     # -- fusion
     def fuse(self, parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,7 +165,7 @@ class AdaMF(RotationScoring, KGEModel):
     # -- KGEModel hooks
     def entity_rows(self, ids):
         if ids is None:
-            return as_complex(self._table.get(self, lambda: self.joint_rows(None)))
+            return as_complex(self._cache.get(self, "entities", lambda: self.joint_rows(None)))
         return as_complex(self.joint_rows(ids))
 
     def diagnostics(self, heads, relations):

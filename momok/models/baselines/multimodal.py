@@ -89,24 +89,3 @@ class ModalityInputs(nn.Module):
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
         rows = torch.where(mask[unique].unsqueeze(-1), self.projections[m](raw[unique]), placeholder)
         return rows[inverse].reshape(*ids.shape, rows.shape[-1])
-
-
-class VersionedCache:
-    """Caches one value computed from a module's parameters, recomputed whenever any parameter changed.
-
-    The key is every parameter's and buffer's (identity, storage address, in-place version counter), so
-    an optimiser step, ``load_state_dict`` or a move to another device invalidates it. Used only when
-    gradients are off (evaluation); with gradients on the value is always recomputed.
-    """
-
-    def __init__(self):
-        self.key = None
-        self.value = None
-
-    def get(self, module: nn.Module, compute):
-        if torch.is_grad_enabled():
-            return compute()
-        key = tuple((id(t), t.data_ptr(), t._version) for t in list(module.parameters()) + list(module.buffers()))
-        if key != self.key:
-            self.value, self.key = compute(), key
-        return self.value

@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from momok.models.baselines.kge import KGEModel, chunked_scores, l2_distance_all, pykeen_interaction
-from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities
+from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.cache import ParameterCache
 from momok.models.registry import BuildContext, register
 
 ENERGIES = ("s", "m", "joint", "sm", "ms")
@@ -129,14 +130,14 @@ class TBKGC(KGEModel):
         self.inputs = ModalityInputs(self.file_modalities, dims, context.features, context.num_entities,
                                      train_features=options.train_features, generator=g)
         self.interaction = pykeen_interaction("TransEInteraction", p=options.p)
-        self._table = VersionedCache()
+        self._cache = ParameterCache()
 
     def multimodal_rows(self, ids):
         return torch.cat([self.inputs(m, ids) for m in self.file_modalities], dim=-1)
 
     def entity_rows(self, ids):
         if ids is None:
-            return self._table.get(self, lambda: self._rows(None))
+            return self._cache.get(self, "entities", lambda: self._rows(None))
         return self._rows(ids)
 
     def _rows(self, ids):
