@@ -47,12 +47,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from momok.errors import ConfigError
+from momok.modalities import FILE_MODALITIES, JOINT, MODALITIES, SCORE_KEYS, Modality
 from momok.models import guided
 from momok.models.base import LinkPredictor, TrainBatch
 from momok.models.cache import ParameterCache
 from momok.models.club import PairwiseCLUB
 from momok.models.experts import ModalityExperts, RelationTemperature, gates, mix
 from momok.models.fusion import AttentionFusion, projection
+from momok.models.inputs import feature_rows, register_features, with_placeholder
 from momok.models.groups import RelationGroups
 from momok.models.losses import smoothed_bce
 from momok.models.registry import BuildContext, register
@@ -60,9 +62,6 @@ from momok.models.tucker import CoreDropout, TuckerScorer
 
 #: largest contracted-core table ``[2R, d, d]`` (floats, per score key) kept across evaluation batches
 CACHED_CORES_MAX_ELEMENTS = 1 << 25
-#: modality name (config, feature tables) -> score key
-MODALITY_KEYS = {"structure": "s", "image": "v", "text": "t"}
-JOINT = "j"
 
 
 @dataclass
@@ -75,7 +74,7 @@ class MoMoKOptions:
     the choice that trains well, documented at the option."""
 
     #: modalities used, any non-empty subset of structure, image, text (image/text need a feature file)
-    modalities: list[Literal["structure", "image", "text"]] = field(default_factory=lambda: ["structure", "image", "text"])
+    modalities: list[Modality] = field(default_factory=lambda: list(MODALITIES))
     #: entity embedding size of every modality and of the joint modality (the paper's d_m; authors: 256)
     dim: int = 256
     #: relation embedding size of every modality (d_r; authors: 256)
@@ -249,7 +248,7 @@ class MoMoK(LinkPredictor):
         o = options
         gen = generator
         #: enabled modality keys, in the fixed order s, v, t (the order of α's columns)
-        self.modality_keys = [MODALITY_KEYS[m] for m in MODALITY_KEYS if m in o.modalities]
+        self.modality_keys = [SCORE_KEYS[m] for m in MODALITIES if m in o.modalities]
         self.score_keys = self.modality_keys + [JOINT]
 
         # Modality inputs.
@@ -258,19 +257,15 @@ class MoMoK(LinkPredictor):
             self.structure = nn.Parameter(nn.init.xavier_normal_(torch.empty(num_entities, o.dim), generator=gen))
         self.feature_projections = nn.ModuleDict()
         self.placeholders = nn.ParameterDict()
-        for name in ("image", "text"):
+        for name in FILE_MODALITIES:
             if name not in o.modalities:
                 continue
-            key = MODALITY_KEYS[name]
+            key = SCORE_KEYS[name]
             table = features.get(name)
             if table is None:
                 raise ConfigError(f"model.modalities: includes {name!r} but features.{name} is absent")
             raw, mask = _prepare_features(name, table, o, num_entities)
-            if o.finetune_features:
-                self.register_parameter(f"raw_{key}", nn.Parameter(raw))
-            else:
-                self.register_buffer(f"raw_{key}", raw)
-            self.register_buffer(f"mask_{key}", mask)
+            register_features(self, key, raw, mask, trainable=o.finetune_features)
             self.feature_projections[key] = projection(raw.shape[1], o.dim, o.feature_projection, gen)
             self.placeholders[key] = nn.Parameter(torch.randn(o.dim, generator=gen) / o.dim**0.5)
 
@@ -338,11 +333,8 @@ class MoMoK(LinkPredictor):
             if k == "s":
                 out[k] = self.structure if entities is None else self.structure[entities]
                 continue
-            raw, mask = getattr(self, f"raw_{k}"), getattr(self, f"mask_{k}")
-            if entities is not None:
-                raw, mask = raw[entities], mask[entities]
-            x = self.feature_projections[k](raw)
-            out[k] = torch.where(mask.unsqueeze(1), x, self.placeholders[k])
+            raw, mask = feature_rows(self, k, entities)
+            out[k] = with_placeholder(self.feature_projections[k](raw), mask, self.placeholders[k])
         return out
 
     def _experts(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -522,4 +514,4 @@ def build(options: MoMoKOptions, context: BuildContext) -> MoMoK:
     return MoMoK(options, context.num_entities, context.num_relations, context.features, context.generator)
 
 
-__all__ = ["MoMoK", "MoMoKOptions", "build", "validate_options", "MODALITY_KEYS"]
+__all__ = ["MoMoK", "MoMoKOptions", "build", "validate_options"]

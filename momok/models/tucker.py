@@ -13,8 +13,8 @@ vector; the authors of MoMoK hard-code 0.3 / 0.4 / 0.5.
 
 Fast path. The contraction with the relation is done once per DISTINCT relation of the batch
 (``[U, d, d]``, U ≤ 2R) instead of once per query (``[B, d, d]``), and each query then multiplies its head
-embedding with its relation's ``W_r``: queries are grouped by relation (:class:`~momok.models.groups.RelationGroups`) and each
-group is one ``[n_u, d] @ [d, d]`` product (a Python loop over distinct relations, never over queries).
+embedding with its relation's ``W_r``: queries are grouped by relation (``groups.py``) and each group
+is one ``[n_u, d] @ [d, d]`` product (a Python loop over distinct relations, never over queries).
 Cost: ``U·d_r·d² + B·d²`` multiply-adds instead of ``B·d_r·d² + B·d²``.
 
 The hidden dropout on ``W_r`` is the only part that is per query in TuckER (each query draws its own

@@ -27,7 +27,7 @@ import shlex
 import yaml
 from snakemake.exceptions import WorkflowError
 
-MODALITIES = ("image", "text")
+from momok.modalities import FILE_MODALITIES as MODALITIES  # the modalities with feature files
 TABLES = ("table2", "table3", "table4")
 FIGURES = ("figure3", "figure4", "figure5")
 
@@ -391,5 +391,5 @@ wildcard_constraints:
     model=one_of(config["models"]),
     variant=r"[A-Za-z0-9_.+-]+",
     seed=r"\d+",
-    modality="image|text",
+    modality=one_of(MODALITIES),
     ratio=r"[0-9.eE+-]+",
