@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from momok.models.base import TrainBatch
-from momok.models.momok import JOINT, MoMoK
+from momok.modalities import JOINT
+from momok.models.momok import MoMoK
 
 
 def _inputs(model: MoMoK) -> dict[str, torch.Tensor]:

@@ -293,10 +293,11 @@ def test_adamf_mat_trains_generators_through_the_estimator_hook():
 
 def test_cache_of_entity_table_follows_parameter_updates():
     features = {"text": feature_table(5, 2)}
-    model = build("tbkgc", features, dim=4, modalities=("structure", "text"))
+    model = build("tbkgc", features, dim=4, modalities=("structure", "text")).eval()
     heads, relations = queries()
     with torch.no_grad():
         before = model.scores(heads, relations)["score"]
+        assert len(model._cache)  # the entity table is kept in evaluation
         model.entity.add_(0.5)
         after = model.scores(heads, relations)["score"]
     assert not torch.allclose(before, after)

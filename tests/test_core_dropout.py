@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from momok.models.core_dropout import MaskedGroupedMatmul, keep_mask, keep_threshold, per_query_core_dropout
-from momok.models.tucker import RelationGroups
+from momok.models.groups import RelationGroups
 
 D = 5
 

@@ -356,3 +356,17 @@ def test_registry_and_option_validation():
         bad = _features()
         bad["text"].features = bad["text"].features[:-1]
         MoMoK(replace(BASE), E, R, bad)
+
+
+@pytest.mark.parametrize("key, value, choices", [
+    ("loss", "hinge", "softmax_ce, bce"),
+    ("core_dropout", "sometimes", "per_query, per_relation, output, gaussian"),
+    ("club_pairs", "some", "all, random"),
+    ("modalities", ["structure", "audio"], "structure, image, text"),
+])
+def test_config_loader_checks_option_choices(key, value, choices):
+    """The options' choices are ``Literal`` types, checked when a run config is loaded."""
+    from momok.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=rf"model\.{key}.*must be one of {choices}"):
+        config_from_dict({"dataset": {"path": "data"}, "model": {"name": "momok", key: value}})

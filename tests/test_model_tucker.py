@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from momok.models.core_dropout import keep_mask
-from momok.models.tucker import CORE_DROPOUT_MODES, RelationGroups, TuckerScorer, grouped_matmul
+from momok.models.groups import RelationGroups
+from momok.models.tucker import CORE_DROPOUT_MODES, TuckerScorer, grouped_matmul
 
 D, DR, B, E, NREL = 6, 5, 12, 9, 4
 

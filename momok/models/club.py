@@ -21,9 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator | None) -> nn.Parameter:
-    return nn.Parameter((torch.rand(shape, generator=generator) * 2 - 1) * bound)
+from momok.models.init import uniform
 
 
 def gaussian_log_likelihood(
@@ -47,14 +45,14 @@ class PairwiseCLUB(nn.Module):
         super().__init__()
         self.num_pairs = num_pairs
         b_in, b_hidden = 1.0 / dim**0.5, 1.0 / hidden_dim**0.5
-        self.mu_w1 = _uniform((num_pairs, dim, hidden_dim), b_in, generator)
-        self.mu_b1 = _uniform((num_pairs, 1, hidden_dim), b_in, generator)
-        self.mu_w2 = _uniform((num_pairs, hidden_dim, dim), b_hidden, generator)
-        self.mu_b2 = _uniform((num_pairs, 1, dim), b_hidden, generator)
-        self.lv_w1 = _uniform((num_pairs, dim, hidden_dim), b_in, generator)
-        self.lv_b1 = _uniform((num_pairs, 1, hidden_dim), b_in, generator)
-        self.lv_w2 = _uniform((num_pairs, hidden_dim, dim), b_hidden, generator)
-        self.lv_b2 = _uniform((num_pairs, 1, dim), b_hidden, generator)
+        self.mu_w1 = nn.Parameter(uniform((num_pairs, dim, hidden_dim), b_in, generator))
+        self.mu_b1 = nn.Parameter(uniform((num_pairs, 1, hidden_dim), b_in, generator))
+        self.mu_w2 = nn.Parameter(uniform((num_pairs, hidden_dim, dim), b_hidden, generator))
+        self.mu_b2 = nn.Parameter(uniform((num_pairs, 1, dim), b_hidden, generator))
+        self.lv_w1 = nn.Parameter(uniform((num_pairs, dim, hidden_dim), b_in, generator))
+        self.lv_b1 = nn.Parameter(uniform((num_pairs, 1, hidden_dim), b_in, generator))
+        self.lv_w2 = nn.Parameter(uniform((num_pairs, hidden_dim, dim), b_hidden, generator))
+        self.lv_b2 = nn.Parameter(uniform((num_pairs, 1, dim), b_hidden, generator))
 
     def mu_logvar(
         self, x: torch.Tensor, pairs: torch.Tensor | None = None, *, detach_params: bool = False

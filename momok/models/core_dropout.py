@@ -27,13 +27,11 @@ d = 300). Here the same function costs one random integer and one byte per mask 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # tucker.py imports this module
-    from momok.models.tucker import RelationGroups
+from momok.models.groups import RelationGroups
 
 #: mask entries drawn per NumPy call (bounds the temporary random buffers to a few MiB)
 _DRAW_CHUNK = 1 << 22

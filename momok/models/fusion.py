@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from momok.models.init import uniform, uniform_linear_
+
 
 def projection(in_dim: int, out_dim: int, kind: str, generator: torch.Generator | None = None) -> nn.Module:
     """``kind="linear"``: ``Linear(in, out)``; ``"mlp"``: ``Linear(in, out) → ReLU → Linear(out, out)``."""
@@ -39,10 +41,7 @@ def projection(in_dim: int, out_dim: int, kind: str, generator: torch.Generator 
         raise ValueError(f"projection kind must be 'linear' or 'mlp', not {kind!r}")
     for layer in layers:
         if isinstance(layer, nn.Linear):
-            bound = 1.0 / in_dim**0.5 if layer is layers[0] else 1.0 / out_dim**0.5
-            with torch.no_grad():
-                layer.weight.copy_((torch.rand(layer.weight.shape, generator=generator) * 2 - 1) * bound)
-                layer.bias.copy_((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound)
+            uniform_linear_(layer, 1.0 / layer.in_features**0.5, generator)
     return nn.Sequential(*layers)
 
 
@@ -65,7 +64,7 @@ class AttentionFusion(nn.Module):
         self.adaptive = adaptive
         self.projections = nn.ModuleDict({k: projection(in_dim, out_dim, kind, generator) for k in self.keys})
         bound = 1.0 / out_dim**0.5
-        self.attention = nn.Parameter((torch.rand(out_dim, generator=generator) * 2 - 1) * bound)
+        self.attention = nn.Parameter(uniform(out_dim, bound, generator))
 
     def weights(self, logits: torch.Tensor) -> torch.Tensor:
         """α ``[..., M]`` from attention logits ``[..., M]`` (uniform when not adaptive)."""

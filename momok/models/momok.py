@@ -1,43 +1,29 @@
-"""MoMoK, assembled: ReMoKE experts per modality, MuJoD joint modality and Tucker scores, ExID.
+"""MoMoK, assembled: ReMoKE experts per modality, MuJoD's joint modality and Tucker scores, ExID.
 
-See ``docs/ARCHITECTURE.md`` for the interface and ``../shared/paper/METHOD.md`` for the equations.
+The paper's equations (restored in the project's METHOD notes; ``docs/ARCHITECTURE.md`` gives the
+interface), one line per step of :meth:`MoMoK._forward` and :meth:`MoMoK.loss`, for a batch of queries
+``(h, r)`` with r over ``0..2R-1`` (``r + R`` is the inverse of r) and modalities m ∈ {s, v, t}::
+
+    x^m_e       structure: a learned table; image/text: P(feature_e), a learned placeholder where missing
+    h^m_{e,k}   = E_{m,k}(x^m_e)                                  K experts per modality (experts.py, Eq. 2)
+    e^m(e, r)   = Σ_k softmax(logits^m_e / τ_r)_k h^m_{e,k}        relation-guided mixture (Eq. 2)
+    e^j, r^j    = Σ_m α_m P_m(e^m),  Σ_m β_m Q_m(r^m)              joint modality j (fusion.py, Eqs. 3-4)
+    q^m         = BN(e^m(h, r) (W_m ×₁ r^m))                       Tucker query, m ∈ {s, v, t, j} (tucker.py)
+    φ_m(h,r,t)  = q^m · e^m(t, r)                                  1-N scores against every candidate t (Eq. 5)
+    L           = Σ_m CE(φ_m(h, r, ·), t) + λ Σ_m L_ExID^m          (Eqs. 6, 8, 9; club.py)
+    ranking     = Σ_m φ_m                                          the "joint" score (Eq. 9)
+
+Candidates ``e^m(t, r)``: with candidate relation guidance (the paper) every candidate is encoded under
+the query's relation, which ``guided.py`` scores exactly without materialising any relation's
+candidates; without it (the authors) every entity is encoded once per step with τ = 1. In eval mode
+without autograd the entity-side tables and every relation's contracted cores are kept across
+evaluation batches (:class:`~momok.models.cache.ParameterCache`).
+
 Every design choice where the paper and the authors' code differ is an option of :class:`MoMoKOptions`
-(defaults: the paper).
-
-Forward pass for a batch of B queries ``(h, r)`` (r over ``0..2R-1``; ``r + R`` is the inverse of r):
-
-1. Modality inputs ``x^m_e ∈ R^dim`` for every entity: structure = a learned table; image/text = the
-   feature table (optionally L2-normalised and average-pooled) through ``feature_projection``; an entity
-   whose feature mask is False gets the learned placeholder vector of that modality instead.
-2. ReMoKE (``experts.py``): expert outputs ``h^m_{e,k}`` and clean gate logits for all E entities, once per
-   step. Query side: ``e^m_q = Σ_k softmax(logits^m_h / τ_r)_k h^m_{h,k}`` with gate noise while training.
-3. MuJoD (``fusion.py``): the joint query ``e^j_q = Σ_m α_m P_m(e^m_q)``; per-modality relation
-   embeddings ``r^m`` (learned ``[2R, relation_dim]`` tables) and the joint relation embedding
-   ``r^j = Σ_m β_m Q_m(r^m)`` with its own projections ``Q_m`` and attention vector (``β`` softmax as α;
-   uniform when ``adaptive_fusion`` is off).
-4. Tucker (``tucker.py``): query vectors ``q^m = BN(e^m_q W^m_r)`` for m ∈ enabled ∪ {j}, with the core
-   contracted once per distinct relation.
-5. Candidates. Without candidate relation guidance (the authors) every entity is encoded once per step
-   with τ = 1 and scores are ``q^m @ C^m^T``. With guidance (the paper) candidate ``e`` is encoded as
-   ``Σ_k softmax(logits_e / τ_r)_k h_{e,k}`` under the query's relation. ``_guided_scores`` computes the
-   gates of every distinct relation of the batch once (``[U, E, K]``) and never materialises the
-   ``[U, E, d]`` candidates: a modality's scores are one ``[B, d] @ [d, E·K]`` product against every
-   expert output weighted by each query's relation gates (training; the gates sum to one) or each
-   relation's ``[E, d]`` mixtures scored in turn (evaluation, where batches come in relation order);
-   the joint modality goes through the factorised fusion (``fusion.py``): with the paper's MLP ``P_m``
-   its first layer is applied to the K expert outputs once per step, the second layer is folded into
-   the queries, and ``GuidedMLPScores`` mixes and scores chunks of candidates for all relations with its
-   own backward pass (nothing per relation is stored); with an affine ``P_m`` the projected experts are
-   mixed per relation. Example, MKG-Y (E = 15k, about 40 distinct relations per batch of 1024, d = 300,
-   M = 3, K = 3): pushing every relation's candidates through the MLP would cost ≈ 40·15k·3·2·300² ≈
-   3.2e11 multiply-adds per forward; the factorised form ≈ 15k·9·300² (first layer, once) + 40·15k·9·300
-   (mixing) ≈ 1.4e10. In eval mode without autograd the entity-side tables and every relation's
-   contracted cores are computed once and reused across evaluation batches (``_cached``). Measured
-   speeds: benchmarks/README.md.
-
-Loss (``loss``): per score m ∈ {s, v, t, j} (enabled ones), softmax cross-entropy of the 1-N scores
-against the answer (batch mean; the batch already holds the inverse queries, so this is the paper's
-tail + head objective), or the authors' BCE; summed over m. Plus ``exid_weight`` times the ExID bound.
+(defaults: the paper). The loss is, per score m ∈ {s, v, t, j} (enabled ones), softmax cross-entropy of
+the 1-N scores against the answer (batch mean; the batch already holds the inverse queries, so this is
+the paper's tail + head objective) or the authors' BCE; summed over m; plus ``exid_weight`` times the
+ExID bound.
 
 ExID and its estimators: q_θ has one CLUB estimator per ordered expert pair (i ≠ j) per modality (the
 authors share one estimator per modality for whichever pair they draw). The model's ``loss`` evaluates
@@ -52,29 +38,31 @@ the build generator); its state is saved in the ``state_dict`` (``_extra_state``
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Any
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from momok.bounds import Fraction, NonNegativeFloat, PositiveInt
 from momok.errors import ConfigError
+from momok.modalities import FILE_MODALITIES, JOINT, MODALITIES, SCORE_KEYS, Modality
+from momok.models import guided
 from momok.models.base import LinkPredictor, TrainBatch
+from momok.models.cache import ParameterCache
 from momok.models.club import PairwiseCLUB
 from momok.models.experts import ModalityExperts, RelationTemperature, gates, mix
 from momok.models.fusion import AttentionFusion, projection
+from momok.models.inputs import feature_rows, register_features, with_placeholder
+from momok.models.groups import RelationGroups
 from momok.models.losses import smoothed_bce
 from momok.models.registry import BuildContext, register
-from momok.models.tucker import CORE_DROPOUT_MODES, RelationGroups, TuckerScorer
+from momok.models.tucker import CoreDropout, TuckerScorer
 
 #: largest contracted-core table ``[2R, d, d]`` (floats, per score key) kept across evaluation batches
 CACHED_CORES_MAX_ELEMENTS = 1 << 25
-#: modality name (config, feature tables) -> score key
-MODALITY_KEYS = {"structure": "s", "image": "v", "text": "t"}
-JOINT = "j"
 
 
 @dataclass
@@ -87,7 +75,7 @@ class MoMoKOptions:
     the choice that trains well, documented at the option."""
 
     #: modalities used, any non-empty subset of structure, image, text (image/text need a feature file)
-    modalities: list[str] = field(default_factory=lambda: ["structure", "image", "text"])
+    modalities: list[Modality] = field(default_factory=lambda: list(MODALITIES))
     #: entity embedding size of every modality and of the joint modality (the paper's d_m; authors: 256)
     dim: PositiveInt = 256
     #: relation embedding size of every modality (d_r; authors: 256)
@@ -95,7 +83,7 @@ class MoMoKOptions:
 
     # --- raw image/text features ---
     #: map from the raw feature vector to ``dim``: "linear" (affine) or "mlp" (Linear-ReLU-Linear)
-    feature_projection: str = "linear"
+    feature_projection: Literal["linear", "mlp"] = "linear"
     #: true: the raw feature table is a trainable parameter initialised from the features (authors);
     #: false: a frozen buffer (the paper: frozen pre-trained encoders)
     finetune_features: bool = False
@@ -129,16 +117,16 @@ class MoMoKOptions:
     adaptive_fusion: bool = True
     #: the projections P_m of the joint modality (entity and relation sides): "mlp" (the paper's
     #: two-layer ReLU MLP) or "linear" (affine; makes relation-guided candidate fusion much cheaper, exact)
-    fusion_projection: str = "mlp"
+    fusion_projection: Literal["linear", "mlp"] = "mlp"
     #: train every modality's score (paper); false = "w/o joint training": train and rank by the joint
     #: modality's score j only
     joint_training: bool = True
     #: ranking score "joint": "sum" of the scores of the enabled modalities and j (paper) or
     #: "mean_sigmoid", the mean of their sigmoids (authors)
-    joint_score: str = "sum"
+    joint_score: Literal["sum", "mean_sigmoid"] = "sum"
     #: "softmax_ce" (paper: cross-entropy over all entities) or "bce" (authors: binary cross-entropy on
     #: sigmoid scores against the multi-hot labels, smoothed by label_smoothing)
-    loss: str = "softmax_ce"
+    loss: Literal["softmax_ce", "bce"] = "softmax_ce"
     #: BCE label smoothing as in TuckER/the authors: target = (1 - ε)·label + 1/E (bce only)
     label_smoothing: Fraction = 0.1
 
@@ -152,7 +140,7 @@ class MoMoKOptions:
     #: how hidden_dropout1 is applied while training: "per_query" (exact TuckER and authors: a d×d mask
     #: per query), "per_relation" (one mask per distinct relation in the batch), "output" (dropout on
     #: e_h W_r instead), "gaussian" (moment-matched Gaussian noise; see momok/models/tucker.py)
-    core_dropout: str = "per_query"
+    core_dropout: CoreDropout = "per_query"
     #: batch normalisation of the head embedding and the query vector (TuckER, authors)
     batch_norm: bool = True
 
@@ -162,7 +150,7 @@ class MoMoKOptions:
     exid_weight: NonNegativeFloat = 0.0001
     #: expert pairs disentangled each step: "all" ordered pairs i ≠ j, averaged (paper), or one "random"
     #: ordered pair per step drawn from the model's generator (authors)
-    club_pairs: str = "all"
+    club_pairs: Literal["all", "random"] = "all"
     #: include the −logvar/2 term in q_θ's log-likelihood (original CLUB); false drops it (authors);
     #: it only changes the estimator's loss (it cancels in the bound)
     club_logvar_term: bool = True
@@ -176,30 +164,31 @@ class MoMoKOptions:
     recompute_candidates: bool = True
 
 
-_CHOICES = {
-    "feature_projection": ("linear", "mlp"),
-    "fusion_projection": ("linear", "mlp"),
-    "joint_score": ("sum", "mean_sigmoid"),
-    "loss": ("softmax_ce", "bce"),
-    "core_dropout": CORE_DROPOUT_MODES,
-    "club_pairs": ("all", "random"),
-}
+def _choices(tp: Any) -> tuple | None:
+    """The allowed values of a ``Literal`` option (also as the item type of a list), else None."""
+    if typing.get_origin(tp) is list:
+        tp = typing.get_args(tp)[0]
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
 
 
 def validate_options(options: MoMoKOptions) -> None:
-    """``ConfigError`` naming the first invalid ``model.<field>``."""
+    """``ConfigError`` naming the first invalid ``model.<field>``. The config loader already checks the
+    ``Literal`` choices; this repeats them for options built in code."""
 
     def bad(name: str, problem: str) -> ConfigError:
         return ConfigError(f"model.{name}: {problem} (got {getattr(options, name)!r})")
 
+    hints = typing.get_type_hints(MoMoKOptions)
     mods = options.modalities
-    if not isinstance(mods, (list, tuple)) or not mods or any(m not in MODALITY_KEYS for m in mods):
-        raise bad("modalities", f"must be a non-empty list of {', '.join(MODALITY_KEYS)}")
+    allowed_modalities = _choices(hints["modalities"])
+    if not isinstance(mods, (list, tuple)) or not mods or any(m not in allowed_modalities for m in mods):
+        raise bad("modalities", f"must be a non-empty list of {', '.join(allowed_modalities)}")
     if len(set(mods)) != len(mods):
         raise bad("modalities", "lists a modality twice")
-    for name, allowed in _CHOICES.items():
-        if getattr(options, name) not in allowed:
-            raise bad(name, f"must be one of {', '.join(allowed)}")
+    for f in fields(MoMoKOptions):
+        allowed = _choices(hints[f.name])
+        if allowed is not None and f.name != "modalities" and getattr(options, f.name) not in allowed:
+            raise bad(f.name, f"must be one of {', '.join(allowed)}")
     for name in ("dim", "relation_dim", "num_experts"):
         if not isinstance(getattr(options, name), int) or getattr(options, name) < 1:
             raise bad(name, "must be a positive integer")
@@ -260,7 +249,7 @@ class MoMoK(LinkPredictor):
         o = options
         gen = generator
         #: enabled modality keys, in the fixed order s, v, t (the order of α's columns)
-        self.modality_keys = [MODALITY_KEYS[m] for m in MODALITY_KEYS if m in o.modalities]
+        self.modality_keys = [SCORE_KEYS[m] for m in MODALITIES if m in o.modalities]
         self.score_keys = self.modality_keys + [JOINT]
 
         # Modality inputs.
@@ -269,19 +258,15 @@ class MoMoK(LinkPredictor):
             self.structure = nn.Parameter(nn.init.xavier_normal_(torch.empty(num_entities, o.dim), generator=gen))
         self.feature_projections = nn.ModuleDict()
         self.placeholders = nn.ParameterDict()
-        for name in ("image", "text"):
+        for name in FILE_MODALITIES:
             if name not in o.modalities:
                 continue
-            key = MODALITY_KEYS[name]
+            key = SCORE_KEYS[name]
             table = features.get(name)
             if table is None:
                 raise ConfigError(f"model.modalities: includes {name!r} but features.{name} is absent")
             raw, mask = _prepare_features(name, table, o, num_entities)
-            if o.finetune_features:
-                self.register_parameter(f"raw_{key}", nn.Parameter(raw))
-            else:
-                self.register_buffer(f"raw_{key}", raw)
-            self.register_buffer(f"mask_{key}", mask)
+            register_features(self, key, raw, mask, trainable=o.finetune_features)
             self.feature_projections[key] = projection(raw.shape[1], o.dim, o.feature_projection, gen)
             self.placeholders[key] = nn.Parameter(torch.randn(o.dim, generator=gen) / o.dim**0.5)
 
@@ -332,8 +317,7 @@ class MoMoK(LinkPredictor):
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         self.rng = torch.Generator().manual_seed(seed)
         # Entity-side tables reused across evaluation batches (see _cached); not part of the state.
-        self._eval_cache: dict[str, Any] = {}
-        self._eval_cache_key: tuple | None = None
+        self._eval_cache = ParameterCache()
 
     def get_extra_state(self) -> dict[str, torch.Tensor]:
         """The state of the generator of expert pairs and permutations travels with the checkpoint."""
@@ -350,12 +334,13 @@ class MoMoK(LinkPredictor):
             if k == "s":
                 out[k] = self.structure if entities is None else self.structure[entities]
                 continue
-            raw, mask = getattr(self, f"raw_{k}"), getattr(self, f"mask_{k}")
-            if entities is not None:
-                raw, mask = raw[entities], mask[entities]
-            x = self.feature_projections[k](raw)
-            out[k] = torch.where(mask.unsqueeze(1), x, self.placeholders[k])
+            raw, mask = feature_rows(self, k, entities)
+            out[k] = with_placeholder(self.feature_projections[k](raw), mask, self.placeholders[k])
         return out
+
+    def _experts(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Expert outputs ``h^m [N, K, dim]`` of modality inputs ``[N, dim]``."""
+        return {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys}
 
     def _query_side(self, relations, expert_outputs, inputs, noise: bool):
         """Per-modality query embeddings ``e^m`` [B, dim], gates [B, K] and the joint ``e^j``, α."""
@@ -368,135 +353,71 @@ class MoMoK(LinkPredictor):
         embedded[JOINT], alpha = self.entity_fusion(embedded)
         return embedded, gate_values, alpha
 
-    def _cached(self, name: str, compute):
-        """``compute()``, reused across calls in eval mode without autograd (evaluation batches): every
-        entity-side table (inputs, expert outputs, candidate gate logits and encodings) depends only on
-        the parameters, not on the batch. The cache is keyed by the storage and version counter of
-        every parameter and buffer, so any in-place update (optimiser step, ``load_state_dict``,
-        ``.to()``) invalidates it; in training mode or with autograd on nothing is cached (and a cache
-        left from an evaluation is dropped, so that it does not hold memory during training)."""
-        if not self._caching():
-            if self._eval_cache:
-                self.clear_cache()
-            return compute()
-        key = tuple((t.data_ptr(), t._version) for t in itertools.chain(self.parameters(), self.buffers()))
-        if key != self._eval_cache_key:
-            self._eval_cache, self._eval_cache_key = {}, key
-        if name not in self._eval_cache:
-            self._eval_cache[name] = compute()
-        return self._eval_cache[name]
+    def _relation_side(self, relation_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Relation embeddings ``[U, relation_dim]`` per score key: each modality's table ``r^m`` and
+        MuJoD's fused joint embedding ``r^j``."""
+        rel = {k: self.relation_embeddings[k][relation_ids] for k in self.modality_keys}
+        rel[JOINT], _ = self.relation_fusion(rel)
+        return rel
 
-    def _caching(self) -> bool:
-        """Whether :meth:`_cached` keeps its tables (eval mode without autograd)."""
-        return not self.training and not torch.is_grad_enabled()
+    def _cached(self, name: str, compute):
+        """``compute()``, kept across evaluation batches while the parameters are unchanged (:mod:`.cache`)."""
+        return self._eval_cache.get(self, name, compute)
+
+    def clear_cache(self) -> None:
+        """Drop the evaluation tables of :meth:`_cached` (they are rebuilt on the next evaluation batch)."""
+        self._eval_cache.clear()
 
     def _all_cores(self) -> dict[str, torch.Tensor] | None:
         """Every relation id's contracted Tucker core per score key, ``[2R, d, d]``, to reuse across
-        evaluation batches (contracting ~40 relations per batch of MKG-Y costs ~7 GFLOP); None when one
-        key's table would exceed :data:`CACHED_CORES_MAX_ELEMENTS`."""
+        evaluation batches; None when one key's table would exceed :data:`CACHED_CORES_MAX_ELEMENTS`."""
         ids = torch.arange(2 * self.num_relations, device=self.relation_embeddings[self.modality_keys[0]].device)
         if ids.numel() * self.options.dim**2 > CACHED_CORES_MAX_ELEMENTS:
             return None
         rel = self._relation_side(ids)
         return {k: self.scorers[k].contract(rel[k]) for k in self.score_keys}
 
-    def _relation_side(self, relation_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Relation embeddings ``[U, relation_dim]`` per score key: each modality's table and MuJoD's
-        fused joint embedding."""
-        rel = {k: self.relation_embeddings[k][relation_ids] for k in self.modality_keys}
-        rel[JOINT], _ = self.relation_fusion(rel)
-        return rel
-
-    def clear_cache(self) -> None:
-        """Drop the evaluation tables of :meth:`_cached` (they are rebuilt on the next evaluation batch)."""
-        self._eval_cache, self._eval_cache_key = {}, None
-
     def _forward(self, heads: torch.Tensor, relations: torch.Tensor):
-        """Scores ``[B, E]`` per key of ``score_keys`` and the heads' expert outputs (for ExID)."""
-        inputs = self._cached("inputs", self.modality_inputs)
-        experts = self._cached("experts", lambda: {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys})
-        head_experts = {k: h[heads] for k, h in experts.items()}
-        head_inputs = {k: x[heads] for k, x in inputs.items()}
-        embedded, _, _ = self._query_side(relations, head_experts, head_inputs, noise=True)
-
+        """Scores ``φ_m [B, E]`` per key of ``score_keys`` and the heads' expert outputs (for ExID)."""
+        x = self._cached("inputs", self.modality_inputs)  # x^m_e, all entities
+        h = self._cached("experts", lambda: self._experts(x))  # h^m_{e,k}
+        h_heads = {k: v[heads] for k, v in h.items()}
+        e_heads, _, _ = self._query_side(relations, h_heads, {k: v[heads] for k, v in x.items()}, noise=True)
         groups = RelationGroups.of(relations)
-        all_cores = self._cached("cores", self._all_cores) if self._caching() else None
-        if all_cores is not None:
-            queries = {k: self.scorers[k](embedded[k], None, groups, all_cores[k][groups.relations])
-                       for k in self.score_keys}
-        else:
-            rel = self._relation_side(groups.relations)
-            queries = {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
+        queries = self._tucker_queries(e_heads, groups)  # q^m
+        return self._candidate_scores(queries, x, h, groups), h_heads  # φ_m = q^m · e^m(t, r)
 
-        noisy_candidates = self.options.candidate_gate_noise
+    def _tucker_queries(self, embedded: dict[str, torch.Tensor], groups: RelationGroups) -> dict[str, torch.Tensor]:
+        """``q^m = BN(e^m_h (W_m ×₁ r^m)) [B, dim]`` per score key; the cores contracted once per
+        distinct relation (or all of them once per evaluation, when kept)."""
+        cores = self._cached("cores", self._all_cores) if self._eval_cache.active(self) else None
+        if cores is not None:
+            return {k: self.scorers[k](embedded[k], None, groups, cores[k][groups.relations]) for k in self.score_keys}
+        rel = self._relation_side(groups.relations)
+        return {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
+
+    def _candidate_scores(self, queries, inputs, experts, groups: RelationGroups) -> dict[str, torch.Tensor]:
+        """``φ_m = q^m · e^m(t, r)`` ``[B, E]`` for every candidate t, per score key."""
+        noisy = self.options.candidate_gate_noise
         logits = self._cached("logits", lambda: {
-            k: self.experts[k].gate_logits(inputs[k], noise=noisy_candidates) for k in self.modality_keys})
+            k: self.experts[k].gate_logits(inputs[k], noise=noisy) for k in self.modality_keys})
         tau = self.temperature(groups.relations)
-        if self.options.candidate_relation_guidance and tau is not None:
-            scores = self._guided_scores(queries, experts, logits, tau, groups)
-        else:
-            candidates = self._cached("candidates", lambda: self._candidates(experts, logits, None))
-            scores = {k: queries[k] @ candidates[k].T for k in self.score_keys}
-        return scores, head_experts
+        if not self.options.candidate_relation_guidance or tau is None:  # τ = 1: one encoding per step
+            candidates = self._cached("candidates", lambda: self._candidates(experts, logits))
+            return {k: queries[k] @ candidates[k].T for k in self.score_keys}
+        gate_all = guided.group_gates(logits, tau)
+        scores = guided.modality_scores(queries, experts, gate_all, groups)
+        tables = self._cached("fusion_tables", lambda: guided.fusion_tables(self.entity_fusion, experts))
+        recompute = self.options.recompute_candidates and torch.is_grad_enabled() and self.training
+        scores[JOINT] = guided.joint_scores(queries[JOINT], tables, gate_all, groups, self.entity_fusion,
+                                            recompute=recompute)
+        return scores
 
-    def _candidates(self, experts, logits, tau, projected=None) -> dict[str, torch.Tensor]:
-        """All E candidates encoded under temperature ``tau`` (None = 1): ``[E, dim]`` per score key."""
-        gate_values = {k: gates(logits[k], tau) for k in self.modality_keys}
-        out = {k: mix(gate_values[k], experts[k]) for k in self.modality_keys}
-        if projected is not None:  # affine P_m: exact factorised fusion
-            stacked = torch.stack([gate_values[k] for k in self.modality_keys], dim=1)
-            out[JOINT], _ = self.entity_fusion.fuse_mixtures(*projected, stacked)
-        else:
-            out[JOINT], _ = self.entity_fusion(out)
+    def _candidates(self, experts, logits) -> dict[str, torch.Tensor]:
+        """All E candidates encoded with τ = 1: ``[E, dim]`` per score key."""
+        out = {k: mix(gates(logits[k], None), experts[k]) for k in self.modality_keys}
+        out[JOINT], _ = self.entity_fusion(out)
         return out
-
-    def _guided_scores(self, queries, experts, logits, tau, groups: RelationGroups) -> dict[str, torch.Tensor]:
-        """Relation-guided candidate scores; every group u's gates ``softmax(logits / τ_u)`` ``[E, K]``
-        computed once (``[U, E, K]`` per modality). Exact in each of the forms chosen by cost:
-
-        * modality scores with autograd (training): every query against the K expert outputs of every
-          entity in one ``[B, d] @ [d, E·K]`` product per modality, then each group's gates weigh its
-          rows (``Σ_k g_k(e, u)(q·h_k(e))``, as the gates sum to one). K times the products of scoring
-          mixtures, but big products whose backward is two big products, instead of per-group passes
-          over the ``[E, K, d]`` expert outputs and their gradients (on MKG-Y sizes the per-group form
-          was the largest part of the step);
-        * modality scores without autograd (evaluation, batches in relation order): each group's
-          ``[E, d]`` candidate mixtures, then one ``[n_u, d] @ [d, E]`` product;
-        * the joint score with the MLP fusion: :meth:`AttentionFusion.score_guided_mlp` over chunks of
-          candidates with all groups inside a chunk (first MLP layer of the expert outputs computed
-          once per step, second layer folded into the queries); with the affine fusion: one group at a
-          time, recomputed in the backward pass with ``recompute_candidates``.
-        """
-        mods, keys = self.modality_keys, self.score_keys
-        gate_all = {k: gates(logits[k].unsqueeze(0), tau.unsqueeze(1)) for k in mods}  # [U, E, K]
-        scores = {}
-        for k in mods:
-            if torch.is_grad_enabled():
-                scores[k] = _per_expert_scores(queries[k], experts[k], gate_all[k], groups)
-            else:
-                scores[k] = groups.map_groups(lambda u, q, k=k: q @ mix(gate_all[k][u], experts[k]).T, queries[k])
-        if self.options.fusion_projection == "mlp":
-            hidden = self._cached("hidden", lambda: self.entity_fusion.first_layer(experts))
-            stacked = torch.stack([gate_all[k].transpose(1, 2) for k in mods], dim=2)  # [U, K, M, E]
-            joint = self.entity_fusion.score_guided_mlp(queries[JOINT][groups.order], hidden, stacked, groups.counts)
-            scores[JOINT] = joint[groups.restore]
-        else:
-            projected = self._cached("projected", lambda: self.entity_fusion.project_experts(experts))
-
-            def joint_group(gate_values, q):
-                fused, _ = self.entity_fusion.fuse_mixtures(*projected, gate_values)
-                return q @ fused.T
-
-            recompute = self.options.recompute_candidates and torch.is_grad_enabled() and self.training
-
-            def group_fn(u, q):
-                gate_values = torch.stack([gate_all[k][u] for k in mods], dim=1)  # [E, M, K]
-                if recompute:
-                    return checkpoint(joint_group, gate_values, q, use_reentrant=False, preserve_rng_state=False)
-                return joint_group(gate_values, q)
-
-            scores[JOINT] = groups.map_groups(group_fn, queries[JOINT])
-        return {k: scores[k] for k in keys}
 
     # ------------------------------------------------------------------------------- interface
     def _combine(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -569,8 +490,7 @@ class MoMoK(LinkPredictor):
         if not len(self.estimators):
             return None
         with torch.no_grad():
-            inputs = self.modality_inputs(batch.heads)
-            head_experts = {k: self.experts[k].experts(inputs[k]) for k in self.estimators}
+            head_experts = self._experts(self.modality_inputs(batch.heads))
         pairs = self._draw_pairs()
         total = 0.0
         for k, estimator in self.estimators.items():
@@ -584,18 +504,9 @@ class MoMoK(LinkPredictor):
         """``alpha`` ``[B, M]`` (columns in ``modality_keys`` order) and ``gates`` ``{key: [B, K]}`` of each
         query's head entity under the query's relation, without gate noise."""
         inputs = self.modality_inputs(heads)
-        experts = {k: self.experts[k].experts(inputs[k]) for k in self.modality_keys}
+        experts = self._experts(inputs)
         _, gate_values, alpha = self._query_side(relations, experts, inputs, noise=False)
         return {"alpha": alpha, "gates": gate_values}
-
-
-def _per_expert_scores(queries, expert_outputs, gate_values, groups: RelationGroups) -> torch.Tensor:
-    """``score[b, e] = Σ_k g[u_b, e, k] (q_b · h_k(e))``: queries ``[B, d]``, expert outputs ``[E, K, d]``,
-    the groups' gates ``[U, E, K]``; ``[B, E]`` in query order."""
-    num_entities, num_experts, dim = expert_outputs.shape
-    per_expert = queries[groups.order] @ expert_outputs.reshape(-1, dim).T  # [B, E·K], rows in group order
-    rows = per_expert.view(-1, num_entities, num_experts).split(groups.counts)
-    return torch.cat([(p * g).sum(-1) for p, g in zip(rows, gate_values.unbind(0))])[groups.restore]
 
 
 @register("momok", MoMoKOptions)
@@ -604,4 +515,4 @@ def build(options: MoMoKOptions, context: BuildContext) -> MoMoK:
     return MoMoK(options, context.num_entities, context.num_relations, context.features, context.generator)
 
 
-__all__ = ["MoMoK", "MoMoKOptions", "build", "validate_options", "MODALITY_KEYS"]
+__all__ = ["MoMoK", "MoMoKOptions", "build", "validate_options"]

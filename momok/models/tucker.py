@@ -13,8 +13,8 @@ vector; the authors of MoMoK hard-code 0.3 / 0.4 / 0.5.
 
 Fast path. The contraction with the relation is done once per DISTINCT relation of the batch
 (``[U, d, d]``, U ≤ 2R) instead of once per query (``[B, d, d]``), and each query then multiplies its head
-embedding with its relation's ``W_r``: queries are grouped by relation (:class:`RelationGroups`) and each
-group is one ``[n_u, d] @ [d, d]`` product (a Python loop over distinct relations, never over queries).
+embedding with its relation's ``W_r``: queries are grouped by relation (``groups.py``) and each group
+is one ``[n_u, d] @ [d, d]`` product (a Python loop over distinct relations, never over queries).
 Cost: ``U·d_r·d² + B·d²`` multiply-adds instead of ``B·d_r·d² + B·d²``.
 
 The hidden dropout on ``W_r`` is the only part that is per query in TuckER (each query draws its own
@@ -34,50 +34,18 @@ The hidden dropout on ``W_r`` is the only part that is per query in TuckER (each
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from momok.models.core_dropout import per_query_core_dropout
+from momok.models.groups import RelationGroups
 
-CORE_DROPOUT_MODES = ("per_query", "per_relation", "output", "gaussian")
-
-
-@dataclass
-class RelationGroups:
-    """Queries grouped by relation id.
-
-    relations: ``LongTensor[U]`` the distinct relation ids, sorted; inverse: ``LongTensor[B]`` position of
-    each query's relation in ``relations``; order: ``LongTensor[B]`` query indices sorted by group
-    (stable); restore: ``LongTensor[B]`` inverse permutation of ``order``; counts: queries per group.
-    """
-
-    relations: torch.Tensor
-    inverse: torch.Tensor
-    order: torch.Tensor
-    restore: torch.Tensor
-    counts: list[int]
-
-    @classmethod
-    def of(cls, relations: torch.Tensor) -> "RelationGroups":
-        unique, inverse, counts = torch.unique(relations, sorted=True, return_inverse=True, return_counts=True)
-        order = torch.argsort(inverse, stable=True)
-        restore = torch.empty_like(order)
-        restore[order] = torch.arange(order.numel(), device=order.device)
-        return cls(unique, inverse, order, restore, counts.tolist())
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-    def map_groups(self, fn, *per_query: torch.Tensor) -> torch.Tensor:
-        """``fn(u, *rows_of_group_u) -> Tensor[n_u, ...]`` for each group, reassembled in query order."""
-        sorted_inputs = [t[self.order] for t in per_query]
-        pieces = []
-        for u, parts in enumerate(zip(*(torch.split(t, self.counts) for t in sorted_inputs))):
-            pieces.append(fn(u, *parts))
-        return torch.cat(pieces)[self.restore]
+#: how ``hidden_dropout1`` is applied while training (module docstring)
+CoreDropout = Literal["per_query", "per_relation", "output", "gaussian"]
+CORE_DROPOUT_MODES: tuple[str, ...] = get_args(CoreDropout)
 
 
 def grouped_matmul(x: torch.Tensor, matrices: torch.Tensor, groups: RelationGroups) -> torch.Tensor:

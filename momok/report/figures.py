@@ -27,11 +27,13 @@ import pandas as pd  # noqa: E402
 
 from momok.atomic import write_atomic  # noqa: E402
 from momok.errors import InputError  # noqa: E402
-from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation, variant_value  # noqa: E402
+from momok.modalities import SCORE_KEYS  # noqa: E402
+from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation  # noqa: E402
 from momok.report.tables import MOMOK, _ordered_datasets, dataset_order  # noqa: E402
+from momok.report.variants import NOISE, variant_value  # noqa: E402
 
 METRIC_LABELS = {"mrr": "MRR", "hits@1": "Hits@1", "hits@3": "Hits@3", "hits@10": "Hits@10"}
-MODALITY_LABELS = {"s": "structure", "v": "image", "t": "text"}
+MODALITY_LABELS = {key: modality for modality, key in SCORE_KEYS.items()}
 #: Display names of models (folder names are compared loosely).
 MODEL_LABELS = {"momok": "MoMoK", "tbkgc": "TBKGC", "adamf": "AdaMF"}
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
@@ -129,7 +131,7 @@ def figure3(runs: list[Run], *, metrics: tuple[str, ...] = ("mrr", "hits@10"), s
     (its clean-feature default run); set to None to plot only ``noise<ratio>`` runs.
     """
     groups = group_runs(runs)
-    sweeps = _sweep(groups, "noise")
+    sweeps = _sweep(groups, NOISE)
     if not sweeps:
         raise InputError(None, f"figure3: none of the {len(runs)} runs is a noise run (variant noise<ratio>)")
     for (dataset, model), points in sweeps.items():

@@ -334,12 +334,3 @@ def short_relation(name: str) -> str:
     text = re.split(r"[/#]", text.rstrip("/"))[-1] or text
     return text
 
-
-def variant_value(variant: str, prefix: str) -> float | None:
-    """The number in a sweep variant name: ``variant_value("noise0.2", "noise") == 0.2``; None otherwise."""
-    if not variant.startswith(prefix):
-        return None
-    try:
-        return float(variant[len(prefix):])
-    except ValueError:
-        return None

@@ -11,7 +11,7 @@
 #   results/runs/{dataset}/{model}/{variant}/seed{seed}/metrics.json   momok train
 #   results/tables/{table}.{csv,md,tex}, results/figures/{figure}.{png,pdf}
 #
-# Variants (the {variant} wildcard; the names momok/report parses):
+# Variants (the {variant} wildcard), named by momok/report/variants.py, which the report reads back:
 #   full                 the run config of the model on the dataset, nothing changed (Table 2)
 #   <name>               an entry of config["variants"] (e.g. the Table 3 ablations wo_exid, ...)
 #   <grid><value>        a point of a Figure 4 grid (K3, lambda0.001): figure4.grids.<grid>.key = <value>
@@ -27,7 +27,8 @@ import shlex
 import yaml
 from snakemake.exceptions import WorkflowError
 
-MODALITIES = ("image", "text")
+from momok.modalities import FILE_MODALITIES as MODALITIES  # the modalities with feature files
+from momok.report.variants import FULL, noise_ratio, noise_variant, sweep_point, sweep_variant
 TABLES = ("table2", "table3", "table4")
 FIGURES = ("figure3", "figure4", "figure5")
 
@@ -49,10 +50,12 @@ def raw_dir(dataset):
     return f"data/raw/{dataset}"
 
 
+#: The files every raw dataset has (momok fetch and momok toy both write them).
+RAW_FILES = ("entity2id.txt", "relation2id.txt", "train.txt", "valid.txt", "test.txt")
+
+
 def raw_files(dataset):
-    """The files every raw dataset has (momok fetch and momok toy both write them)."""
-    names = ("entity2id.txt", "relation2id.txt", "train.txt", "valid.txt", "test.txt")
-    return [f"{raw_dir(dataset)}/{name}" for name in names]
+    return [f"{raw_dir(dataset)}/{name}" for name in RAW_FILES]
 
 
 def datasets_with_raw(kind):
@@ -261,10 +264,6 @@ def scalar(text):
     return text
 
 
-FULL = "full"
-GRID_POINT = re.compile(r"^([A-Za-z_]+)([-+]?[0-9][0-9.eE+-]*)$")
-
-
 def variant_overrides(variant):
     """Run-config overrides of a variant (see the header); noise variants only change features."""
     if variant == FULL or noise_ratio(variant) is not None:
@@ -272,20 +271,14 @@ def variant_overrides(variant):
     if variant in config["variants"]:
         return config["variants"][variant]
     grids = config["figure4"]["grids"]
-    point = GRID_POINT.match(variant)
-    if point and point.group(1) in grids:
-        return dotted(grids[point.group(1)]["key"], scalar(point.group(2)))
+    point = sweep_point(variant)
+    if point and point[0] in grids:
+        return dotted(grids[point[0]]["key"], scalar(point[1]))
     raise WorkflowError(
         f"unknown variant {variant!r}: use {FULL!r}, one of config variants "
         f"({', '.join(config['variants']) or 'none'}), '<grid><value>' with a grid of figure4.grids "
         f"({', '.join(grids) or 'none'}) or 'noise<ratio>'"
     )
-
-
-def noise_ratio(variant):
-    """The ratio of a ``noise<ratio>`` variant (its text, as in the feature path), else None."""
-    point = GRID_POINT.match(variant)
-    return point.group(2) if point and point.group(1) == "noise" else None
 
 
 def run_features(dataset, variant):
@@ -373,39 +366,34 @@ def _seeds(section):
     return section.get("seeds") or config["seeds"]
 
 
+#: The run variants each table and figure is made of, from its config section; its runs are every
+#: dataset x model (``models``, or the one ``model``) x variant x seed of the section.
+EXPERIMENT_VARIANTS = {
+    "table2": lambda section: [FULL],
+    # the full model's run gives rows (1.1)-(1.4) and the reference row
+    "table3": lambda section: [FULL, *section["variants"]],
+    "table4": lambda section: [FULL],
+    "figure3": lambda section: [noise_variant(ratio) for ratio in section["ratios"]],
+    "figure4": lambda section: [
+        sweep_variant(grid, value) for grid, spec in section["grids"].items() for value in spec["values"]
+    ],
+    "figure5": lambda section: [FULL],
+}
+
+
 def experiment_metrics(target):
     """The metrics.json of every run a table or figure is made of, in order (seeds innermost)."""
-    section = config[target]
-    runs = []
-
-    def add(dataset, model, variant):
-        for seed in _seeds(section):
-            runs.append(f"results/runs/{dataset}/{model}/{variant}/seed{seed}/metrics.json")
-
-    if target == "table2":
-        for dataset in section["datasets"]:
-            for model in section["models"]:
-                add(dataset, model, FULL)
-    elif target == "table3":  # the full model's run gives rows (1.1)-(1.4) and the reference row
-        for dataset in section["datasets"]:
-            for variant in [FULL, *section["variants"]]:
-                add(dataset, section["model"], variant)
-    elif target in ("table4", "figure5"):
-        for dataset in section["datasets"]:
-            add(dataset, section["model"], FULL)
-    elif target == "figure3":
-        for dataset in section["datasets"]:
-            for model in section["models"]:
-                for ratio in section["ratios"]:
-                    add(dataset, model, FULL if float(ratio) == 0 else f"noise{ratio}")
-    elif target == "figure4":
-        for dataset in section["datasets"]:
-            for grid, spec in section["grids"].items():
-                for value in spec["values"]:
-                    add(dataset, section["model"], f"{grid}{value}")
-    else:
+    if target not in EXPERIMENT_VARIANTS:
         raise WorkflowError(f"unknown target {target!r}")
-    return runs
+    section = config[target]
+    models = section["models"] if "models" in section else [section["model"]]
+    return [
+        f"results/runs/{dataset}/{model}/{variant}/seed{seed}/metrics.json"
+        for dataset in section["datasets"]
+        for model in models
+        for variant in EXPERIMENT_VARIANTS[target](section)
+        for seed in _seeds(section)
+    ]
 
 
 def all_targets():
@@ -419,5 +407,5 @@ wildcard_constraints:
     model=one_of(config["models"]),
     variant=r"[A-Za-z0-9_.+-]+",
     seed=r"\d+",
-    modality="image|text",
+    modality=one_of(MODALITIES),
     ratio=r"[0-9.eE+-]+",

@@ -4,14 +4,7 @@
 
 rule fetch_dataset:
     output:
-        multiext(
-            "data/raw/{dataset}/",
-            "entity2id.txt",
-            "relation2id.txt",
-            "train.txt",
-            "valid.txt",
-            "test.txt",
-        ),
+        multiext("data/raw/{dataset}/", *RAW_FILES),
     wildcard_constraints:
         dataset=one_of(datasets_with_raw("fetch")),
     params:
@@ -34,14 +27,7 @@ rule fetch_dataset:
 
 rule make_toy:
     output:
-        multiext(
-            "data/raw/{dataset}/",
-            "entity2id.txt",
-            "relation2id.txt",
-            "train.txt",
-            "valid.txt",
-            "test.txt",
-        ),
+        multiext("data/raw/{dataset}/", *RAW_FILES),
     wildcard_constraints:
         dataset=one_of(datasets_with_raw("toy")),
     params:

@@ -52,9 +52,12 @@ import torch
 from torch import nn
 
 from momok.bounds import NonNegativeFloat, PositiveInt
+from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, RotationScoring, as_complex, nssa_loss, pykeen_interaction
-from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities, uniform_linear
+from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.cache import ParameterCache
+from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
 
 
@@ -70,7 +73,7 @@ class AdaMFOptions:
     """Init range: entities uniform ±(γ+ε)/(2d), relation phases uniform ±π (official code)."""
     p: int = 1
     """1: sum of complex moduli (official); 2: L2 norm of the complex vector (PyKEEN RotatE)."""
-    modalities: tuple[str, ...] = ("structure", "image", "text")
+    modalities: tuple[str, ...] = MODALITIES
     """Fused modalities: ``structure`` (required) plus image and/or text feature files."""
     adaptive: bool = True
     """false: equal weights 1/M instead of the attention (ablation of AdaMF's adaptive weights)."""
@@ -132,18 +135,18 @@ class AdaMF(RotationScoring, KGEModel):
         width = 2 * options.dim
         self.file_modalities = check_modalities(options.modalities)
         bound = (options.margin + options.epsilon) / width
-        self.entity = nn.Parameter((torch.rand((context.num_entities, width), generator=g) * 2 - 1) * bound)
-        self.phase = nn.Parameter((torch.rand((2 * context.num_relations, options.dim), generator=g) * 2 - 1) * math.pi)
+        self.entity = nn.Parameter(uniform((context.num_entities, width), bound, g))
+        self.phase = nn.Parameter(uniform((2 * context.num_relations, options.dim), math.pi, g))
         self.inputs = ModalityInputs(self.file_modalities, {m: width for m in self.file_modalities},
                                      context.features, context.num_entities,
                                      train_features=options.train_features, generator=g)
-        self.attention = nn.Parameter((torch.rand(width, generator=g) * 2 - 1) / math.sqrt(width))
+        self.attention = nn.Parameter(uniform(width, 1.0, g) / math.sqrt(width))
         self.generators = nn.ModuleDict()
         if options.mat_weight > 0:
             for m in self.file_modalities:
                 self.generators[m] = Generator(options.noise_dim, width, options.generator_hidden, width, g)
         self.interaction = pykeen_interaction("RotatEInteraction")
-        self._table = VersionedCache()
+        self._cache = ParameterCache()
 
     # -- fusion
     def fuse(self, parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +168,7 @@ class AdaMF(RotationScoring, KGEModel):
     # -- KGEModel hooks
     def entity_rows(self, ids):
         if ids is None:
-            return as_complex(self._table.get(self, lambda: self.joint_rows(None)))
+            return as_complex(self._cache.get(self, "entities", lambda: self.joint_rows(None)))
         return as_complex(self.joint_rows(ids))
 
     def diagnostics(self, heads, relations):

@@ -80,6 +80,7 @@ from torch import nn
 
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.models.base import LinkPredictor, TrainBatch
+from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
 
 LOSSES = ("softmax_ce", "nssa", "margin")
@@ -361,13 +362,9 @@ class KGEModel(LinkPredictor):
         return total, parts
 
 
-def _uniform(shape, bound: float, generator) -> nn.Parameter:
-    return nn.Parameter((torch.rand(shape, generator=generator) * 2 - 1) * bound)
-
-
 def _xavier(shape, generator) -> nn.Parameter:
     bound = math.sqrt(6.0 / (shape[0] + shape[1]))
-    return _uniform(shape, bound, generator)
+    return nn.Parameter(uniform(shape, bound, generator))
 
 
 class TransE(KGEModel):
@@ -376,9 +373,9 @@ class TransE(KGEModel):
     def __init__(self, options: TransEOptions, context: BuildContext):
         super().__init__(options, context)
         bound = 6 / math.sqrt(options.dim)
-        self.entity = _uniform((context.num_entities, options.dim), bound, context.generator)
-        relation = torch.rand((2 * context.num_relations, options.dim), generator=context.generator) * 2 - 1
-        self.relation = nn.Parameter(F.normalize(relation * bound, dim=-1))  # the paper normalises r once
+        self.entity = nn.Parameter(uniform((context.num_entities, options.dim), bound, context.generator))
+        relation = uniform((2 * context.num_relations, options.dim), bound, context.generator)
+        self.relation = nn.Parameter(F.normalize(relation, dim=-1))  # the paper normalises r once
         self.interaction = pykeen_interaction("TransEInteraction", p=options.p)
 
     def entity_rows(self, ids):
@@ -471,8 +468,8 @@ class RotatE(RotationScoring, KGEModel):
     def __init__(self, options: RotatEOptions, context: BuildContext):
         super().__init__(options, context)
         bound = (options.margin + 2.0) / options.dim
-        self.entity = _uniform((context.num_entities, 2 * options.dim), bound, context.generator)
-        self.phase = _uniform((2 * context.num_relations, options.dim), math.pi, context.generator)
+        self.entity = nn.Parameter(uniform((context.num_entities, 2 * options.dim), bound, context.generator))
+        self.phase = nn.Parameter(uniform((2 * context.num_relations, options.dim), math.pi, context.generator))
         self.interaction = pykeen_interaction("RotatEInteraction")
 
     def entity_rows(self, ids):
@@ -487,8 +484,8 @@ class PairRE(KGEModel):
     def __init__(self, options: PairREOptions, context: BuildContext):
         super().__init__(options, context)
         bound = (options.margin + 2.0) / options.dim
-        self.entity = _uniform((context.num_entities, options.dim), bound, context.generator)
-        self.relation = _uniform((2 * context.num_relations, 2 * options.dim), bound, context.generator)
+        self.entity = nn.Parameter(uniform((context.num_entities, options.dim), bound, context.generator))
+        self.relation = nn.Parameter(uniform((2 * context.num_relations, 2 * options.dim), bound, context.generator))
         self.interaction = pykeen_interaction("PairREInteraction", p=options.p)
 
     def entity_rows(self, ids):

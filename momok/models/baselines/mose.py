@@ -62,11 +62,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momok.modalities import FILE_MODALITIES, MODALITIES
 from momok.models.base import LinkPredictor, TrainBatch
-from momok.models.baselines.multimodal import FILE_MODALITIES, ModalityInputs, VersionedCache
+from momok.models.baselines.multimodal import ModalityInputs
+from momok.models.cache import ParameterCache
 from momok.models.registry import BuildContext, register
 
-MODALITIES = ("structure",) + FILE_MODALITIES
 ENSEMBLES = ("average", "boosting")
 _EPS = 1e-10
 
@@ -178,7 +179,7 @@ class MoSE(LinkPredictor):
                                      train_features=options.train_features, generator=g)
         M = len(self.modalities)
         self.register_buffer("ensemble_weights", torch.full((M, 2 * context.num_relations), 1.0 / M))
-        self._tables = VersionedCache()
+        self._tables = ParameterCache()
 
     # -- representations
     def _entity_tables(self) -> dict[str, torch.Tensor]:
@@ -190,7 +191,7 @@ class MoSE(LinkPredictor):
 
     def entity_tables(self) -> dict[str, torch.Tensor]:
         """Every modality's entity embeddings ``[E, 2d]`` (cached while gradients are off)."""
-        return self._tables.get(self, self._entity_tables)
+        return self._tables.get(self, "entity_tables", self._entity_tables)
 
     def modality_scores(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         """``s_m`` ``[B, E]`` of every modality."""

@@ -19,13 +19,15 @@ import math
 import torch
 from torch import nn
 
-FILE_MODALITIES = ("image", "text")
+from momok.modalities import FILE_MODALITIES, MODALITIES
+from momok.models.init import uniform, uniform_linear
+from momok.models.inputs import feature_rows, register_features, with_placeholder
 
 
 def check_modalities(modalities) -> list[str]:
     """The file modalities of a multi-modal baseline's ``modalities`` option; ValueError when invalid."""
     names = list(modalities)
-    unknown = [m for m in names if m not in ("structure",) + FILE_MODALITIES]
+    unknown = [m for m in names if m not in MODALITIES]
     if unknown:
         raise ValueError(f"modalities: unknown {unknown[0]!r}; choose from structure, image, text")
     if "structure" not in names:
@@ -36,16 +38,6 @@ def check_modalities(modalities) -> list[str]:
     if not files:
         raise ValueError("a multi-modal baseline needs image and/or text in modalities")
     return files
-
-
-def uniform_linear(in_dim: int, out_dim: int, generator: torch.Generator | None) -> nn.Linear:
-    """``nn.Linear`` with PyTorch's default init (uniform ±1/√in) drawn from ``generator``."""
-    layer = nn.Linear(in_dim, out_dim)
-    bound = 1.0 / math.sqrt(in_dim)
-    with torch.no_grad():
-        layer.weight.copy_((torch.rand(layer.weight.shape, generator=generator) * 2 - 1) * bound)
-        layer.bias.copy_((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound)
-    return layer
 
 
 class ModalityInputs(nn.Module):
@@ -62,18 +54,14 @@ class ModalityInputs(nn.Module):
         for m in self.modalities:
             table = features.get(m)
             out = out_dims[m]
-            self.placeholders[m] = nn.Parameter((torch.rand(out, generator=generator) * 2 - 1) / math.sqrt(out))
+            self.placeholders[m] = nn.Parameter(uniform(out, 1.0, generator) / math.sqrt(out))
             self.has_table[m] = table is not None
             if table is None:
                 continue
             if table.features.shape[0] != num_entities:
                 raise ValueError(f"{m} features have {table.features.shape[0]} rows for {num_entities} entities")
             rows = table.features.detach().float().clone()
-            if train_features:
-                setattr(self, f"raw_{m}", nn.Parameter(rows))
-            else:
-                self.register_buffer(f"raw_{m}", rows)
-            self.register_buffer(f"mask_{m}", table.mask.detach().bool().clone())
+            register_features(self, m, rows, table.mask.detach().bool().clone(), trainable=train_features)
             self.projections[m] = uniform_linear(rows.shape[1], out, generator)
 
     def forward(self, m: str, ids: torch.Tensor | None) -> torch.Tensor:
@@ -82,31 +70,11 @@ class ModalityInputs(nn.Module):
         if not self.has_table[m]:
             shape = (self.num_entities,) if ids is None else tuple(ids.shape)
             return placeholder.expand(*shape, placeholder.shape[0])
-        raw, mask = getattr(self, f"raw_{m}"), getattr(self, f"mask_{m}")
         if ids is None:
-            return torch.where(mask.unsqueeze(-1), self.projections[m](raw), placeholder)
+            raw, mask = feature_rows(self, m)
+            return with_placeholder(self.projections[m](raw), mask, placeholder)
         # project each distinct entity once (negatives repeat entities; raw rows can be 4096-d)
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
-        rows = torch.where(mask[unique].unsqueeze(-1), self.projections[m](raw[unique]), placeholder)
+        raw, mask = feature_rows(self, m, unique)
+        rows = with_placeholder(self.projections[m](raw), mask, placeholder)
         return rows[inverse].reshape(*ids.shape, rows.shape[-1])
-
-
-class VersionedCache:
-    """Caches one value computed from a module's parameters, recomputed whenever any parameter changed.
-
-    The key is every parameter's and buffer's (identity, storage address, in-place version counter), so
-    an optimiser step, ``load_state_dict`` or a move to another device invalidates it. Used only when
-    gradients are off (evaluation); with gradients on the value is always recomputed.
-    """
-
-    def __init__(self):
-        self.key = None
-        self.value = None
-
-    def get(self, module: nn.Module, compute):
-        if torch.is_grad_enabled():
-            return compute()
-        key = tuple((id(t), t.data_ptr(), t._version) for t in list(module.parameters()) + list(module.buffers()))
-        if key != self.key:
-            self.value, self.key = compute(), key
-        return self.value

@@ -53,8 +53,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from momok.bounds import NonNegativeFloat, PositiveInt
+from momok.modalities import MODALITIES
 from momok.models.baselines.kge import KGEModel, chunked_scores, l2_distance_all, pykeen_interaction
-from momok.models.baselines.multimodal import ModalityInputs, VersionedCache, check_modalities
+from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.cache import ParameterCache
+from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
 
 ENERGIES = ("s", "m", "joint", "sm", "ms")
@@ -73,7 +76,7 @@ class TBKGCOptions:
     energies: tuple[str, ...] = ENERGIES
     """Which energy terms to sum: ``s`` (h_s, t_s), ``m`` (h_m, t_m), ``joint`` (h_s+h_m, t_s+t_m),
     ``sm`` (h_s, t_m), ``ms`` (h_m, t_s)."""
-    modalities: tuple[str, ...] = ("structure", "image", "text")
+    modalities: tuple[str, ...] = MODALITIES
     """Modalities of e_m besides ``structure`` (always there): image and/or text feature files."""
     train_features: bool = False
     """true: fine-tune the raw feature rows, as the official code does (at its learning rate, 2e-5, they
@@ -124,20 +127,20 @@ class TBKGC(KGEModel):
         self.file_modalities = check_modalities(options.modalities)
         bound = 6 / math.sqrt(d)
         g = context.generator
-        self.entity = nn.Parameter((torch.rand((context.num_entities, d), generator=g) * 2 - 1) * bound)
-        self.relation = nn.Parameter((torch.rand((2 * context.num_relations, d), generator=g) * 2 - 1) * bound)
+        self.entity = nn.Parameter(uniform((context.num_entities, d), bound, g))
+        self.relation = nn.Parameter(uniform((2 * context.num_relations, d), bound, g))
         dims = dict(zip(self.file_modalities, split_dims(d, len(self.file_modalities))))
         self.inputs = ModalityInputs(self.file_modalities, dims, context.features, context.num_entities,
                                      train_features=options.train_features, generator=g)
         self.interaction = pykeen_interaction("TransEInteraction", p=options.p)
-        self._table = VersionedCache()
+        self._cache = ParameterCache()
 
     def multimodal_rows(self, ids):
         return torch.cat([self.inputs(m, ids) for m in self.file_modalities], dim=-1)
 
     def entity_rows(self, ids):
         if ids is None:
-            return self._table.get(self, lambda: self._rows(None))
+            return self._cache.get(self, "entities", lambda: self._rows(None))
         return self._rows(ids)
 
     def _rows(self, ids):
