@@ -21,6 +21,7 @@ training:
 """
 
 
+@pytest.mark.slow  # one momok process per case
 @pytest.mark.parametrize("extra, overrides, names", [
     ("  weight_decay: .nan\n", [], ["run.yaml:9:", "training.weight_decay", "finite"]),
     ("", ["model.exid_weight=.nan"], ["--set model.exid_weight=.nan", "model.exid_weight", "finite"]),

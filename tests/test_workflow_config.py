@@ -11,7 +11,8 @@ import pytest
 
 from test_workflow import TOY, load, snakemake, write_config
 
-pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake is not installed"),
+              pytest.mark.slow]  # one snakemake process per case, a few seconds each
 
 
 def plan(tmp_path, config: dict | str, *targets: str):
@@ -88,3 +89,14 @@ def test_extra_arguments_reach_the_command_as_quoted_words(tmp_path):
     config = toy_with(_set("datasets.toy.features.text.extra", "--batch-size '8"))
     code, output = plan(tmp_path, config, "features/toy/text.safetensors")
     assert code != 0 and "datasets.toy.features.text.extra: No closing quotation" in output, output
+
+
+def test_an_injected_extra_is_not_executed(tmp_path):
+    """The job runs: its command gets '8;' 'touch' 'INJECTED' as arguments (rejected), nothing else."""
+    config = toy_with(_set("datasets.toy.features.text.extra", "--batch-size 8; touch INJECTED"))
+    config = write_config(tmp_path, config)
+    result = snakemake(tmp_path, "features/toy/text.safetensors", "--cores", "1", config=config, timeout=300)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert not (tmp_path / "INJECTED").exists()
+    log = (tmp_path / "results/logs/encode_texts/toy.log").read_text(encoding="utf-8")
+    assert "--batch-size: invalid" in log and "'8;'" in log, log  # the word "8;" reached argparse as is
