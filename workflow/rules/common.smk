@@ -297,9 +297,9 @@ def run_features(dataset, variant):
 
 def variant_label(variant):
     """The config key a variant's overrides come from (named in error messages)."""
-    point = GRID_POINT.match(variant)
-    if variant not in config["variants"] and point and point.group(1) in config["figure4"]["grids"]:
-        return f"figure4.grids.{point.group(1)}"
+    point = sweep_point(variant)
+    if variant not in config["variants"] and point and point[0] in config["figure4"]["grids"]:
+        return f"figure4.grids.{point[0]}"
     return f"variants.{variant}"
 
 
