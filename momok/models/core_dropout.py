@@ -15,7 +15,8 @@ d = 300). Here the same function costs one random integer and one byte per mask 
   quarter of the bits (much faster than ``torch.rand``; ``benchmarks/README.md``). Chunks of ``2²²``
   entries have their own streams and are drawn by ``torch.get_num_threads()`` threads, so the result
   does not depend on the thread count; the seed is drawn from torch's global generator, so
-  ``torch.manual_seed`` fixes the masks as it fixes ``F.dropout``'s. On other devices the integers come from ``torch`` on that device.
+  ``torch.manual_seed`` fixes the masks as it fixes ``F.dropout``'s. On other devices the integers come
+  from ``torch`` on that device.
 * :class:`MaskedGroupedMatmul` computes ``hidden`` for queries sorted by relation group (each group
   shares one ``W_u``) in chunks of at most ``chunk_elements`` mask entries within one group, so that a
   chunk's masked core copy ``W_u ⊙ M`` (``[c, d, d]`` floats) stays in the CPU cache. Only the

@@ -391,7 +391,8 @@ class MoMoK(LinkPredictor):
         distinct relation (or all of them once per evaluation, when kept)."""
         cores = self._cached("cores", self._all_cores) if self._eval_cache.active(self) else None
         if cores is not None:
-            return {k: self.scorers[k](embedded[k], None, groups, cores[k][groups.relations]) for k in self.score_keys}
+            return {k: self.scorers[k](embedded[k], None, groups, cores[k][groups.relations])
+                    for k in self.score_keys}
         rel = self._relation_side(groups.relations)
         return {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
 

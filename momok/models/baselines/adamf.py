@@ -53,9 +53,7 @@ from torch import nn
 
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.modalities import MODALITIES
 from momok.models.baselines.kge import KGEModel, RotationScoring, as_complex, nssa_loss, pykeen_interaction
-from momok.modalities import MODALITIES
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
