@@ -203,8 +203,8 @@ def filtered_ranks(
         )
     target_scores = scores[torch.arange(batch, device=device), targets].unsqueeze(1)
     count = _count_by_sign if finite and num_entities < 2**24 else _count_by_comparison
-    # On a CPU the passes run over blocks of rows that stay in the cache (about 4 MB of scores): measured
-    # on MKG-W-sized rows (15000 candidates), 4-5x faster than one pass over a [1024, E] batch.
+    # On a CPU the passes run over blocks of rows that stay in the cache (about 4 MB of scores), much
+    # faster than one pass over a [1024, E] batch (benchmarks/README.md, "Measurements behind code choices").
     block = batch if device.type != "cpu" else max(1, CPU_BLOCK_ELEMENTS // max(num_entities, 1))
     counts = [count(scores[i:i + block], target_scores[i:i + block]) for i in range(0, batch, block)]
     better = torch.cat([c[0] for c in counts]) if counts else scores.new_zeros(0, dtype=torch.int32)

@@ -102,10 +102,10 @@ def test_per_query_core_dropout_in_query_order():
 def test_lazy_bits_keep_rate_is_exact_when_the_high_byte_ties():
     """p with t = 2**31 + 2**23: the high byte ties with probability 1/256 and then keeps half the time,
     so the keep rate is 127/256 + 1/512 = 0.498047 (0.5 if ties were kept, 0.496094 if dropped)."""
-    from momok.models.core_dropout import _draw_keep
+    from momok.models.core_dropout import draw_keep
     import numpy as np
 
     t = 2**31 + 2**23
     out = np.empty(10_000_000, dtype=bool)
-    _draw_keep(out, t, np.random.SFC64(0))
+    draw_keep(out, t, np.random.SFC64(0))
     assert abs(out.mean() - (1 - t / 2**32)) < 5 * (0.25 / out.size) ** 0.5

@@ -4,20 +4,16 @@ losses and gradients to float tolerance, on small sizes."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from benchmarks import reference
 from momok.evaluation import FilterIndex, filtered_ranks
 from momok.models.base import TrainBatch
 from momok.models.momok import MoMoK, MoMoKOptions
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import reference  # noqa: E402
 
 E, R, B = 23, 4, 40
 

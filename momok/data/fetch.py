@@ -121,7 +121,7 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
                   log: Callable[[str], None] = print) -> Path:
     """Put the files of dataset ``name`` into the folder ``dest`` and verify them; returns ``dest``.
 
-    mirror: a folder holding ``<name>/<file>`` (e.g. ``/work/shared/datasets``); files are copied from
+    mirror: a folder holding ``<name>/<file>`` (e.g. an offline copy of the benchmarks); files are copied from
         it instead of downloaded, and every other file under ``<mirror>/<name>/`` (side data such as
         ``MKG-W/entity_labels_partial.tsv`` or ``DB15K/mmkb/``) is copied too, unverified, when present.
     base_url: overrides the sources file's ``base_url``; a file's URL is ``<base_url>/<upstream>/<file>``.

@@ -12,10 +12,11 @@ d = 300). Here the same function costs one random integer and one byte per mask 
   ``torch.rand``'s 2⁻²⁴ grid) and ``s = 2³²/(2³² − t)``, so ``E[M·s] = 1`` exactly. On a CPU the bits come
   from NumPy's SFC64 generator, lazily: one random byte per entry (the high byte of u), and the low 24
   bits only where that byte ties with ``t``'s (1 entry in 256), which is the same distribution with a
-  quarter of the bits (about 8× faster than ``torch.rand``). Chunks of ``2²²`` entries have their own
-  streams and are drawn by ``torch.get_num_threads()`` threads, so the result does not depend on the
-  thread count; the seed is drawn from torch's global generator, so ``torch.manual_seed`` fixes the
-  masks as it fixes ``F.dropout``'s. On other devices the integers come from ``torch`` on that device.
+  quarter of the bits (much faster than ``torch.rand``; ``benchmarks/README.md``). Chunks of ``2²²``
+  entries have their own streams and are drawn by ``torch.get_num_threads()`` threads, so the result
+  does not depend on the thread count; the seed is drawn from torch's global generator, so
+  ``torch.manual_seed`` fixes the masks as it fixes ``F.dropout``'s. On other devices the integers come
+  from ``torch`` on that device.
 * :class:`MaskedGroupedMatmul` computes ``hidden`` for queries sorted by relation group (each group
   shares one ``W_u``) in chunks of at most ``chunk_elements`` mask entries within one group, so that a
   chunk's masked core copy ``W_u ⊙ M`` (``[c, d, d]`` floats) stays in the CPU cache. Only the
@@ -59,7 +60,7 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cp
     def draw(chunk: int) -> None:  # chunk i has its own stream: the mask does not depend on the threads
         start = chunk * _DRAW_CHUNK
         count = min(_DRAW_CHUNK, flat.size - start)
-        _draw_keep(flat[start : start + count], t, np.random.SFC64(np.random.SeedSequence([seed, chunk])))
+        draw_keep(flat[start : start + count], t, np.random.SFC64(np.random.SeedSequence([seed, chunk])))
 
     chunks = range(-(-flat.size // _DRAW_CHUNK))
     workers = min(torch.get_num_threads(), len(chunks))
@@ -72,7 +73,7 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cp
     return mask, scale
 
 
-def _draw_keep(out: np.ndarray, t: int, bits: np.random.BitGenerator) -> None:
+def draw_keep(out: np.ndarray, t: int, bits: np.random.BitGenerator) -> None:
     """``out[i] = u_i ≥ t`` for independent uniform 32-bit integers ``u_i``, drawing their bits lazily: the
     high byte of every ``u_i`` first (one random byte per entry), the low 24 bits only where the high
     byte equals ``t``'s (1 entry in 256). The same distribution as comparing full 32-bit draws, with
@@ -117,7 +118,7 @@ class MaskedGroupedMatmul(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         for u, start, stop in _chunks(ctx.counts, ctx.rows_per_chunk):
             m, g = _as_float(mask[start:stop], x.dtype), grad_out[start:stop]
-            if grad_x is not None:  # g @ masked^T: [c, 1, d] @ [c, d, d] is ~10x faster than [c, d, d] @ [c, d, 1]
+            if grad_x is not None:  # g @ masked^T: [c, 1, d] @ [c, d, d] is much faster than [c, d, d] @ [c, d, 1]
                 masked = cores[u] * m
                 grad_x[start:stop] = torch.bmm(g.unsqueeze(1), masked.transpose(1, 2)).squeeze(1)
             if grad_cores is not None:
@@ -131,8 +132,8 @@ class MaskedGroupedMatmul(torch.autograd.Function):
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """0/1 floats of a bool chunk; through uint8, whose conversion torch vectorises (bool's it does not:
-    about 5x slower on a CPU)."""
+    """0/1 floats of a bool chunk; through uint8, whose conversion torch vectorises (bool's it does not,
+    much slower on a CPU; ``benchmarks/README.md``)."""
     return mask.view(torch.uint8).to(dtype)
 
 

@@ -72,8 +72,8 @@ def gates(logits: torch.Tensor, temperature: torch.Tensor | None) -> torch.Tenso
 
 def mix(gate_weights: torch.Tensor, expert_outputs: torch.Tensor) -> torch.Tensor:
     """``Σ_k g_k h_k``: gates ``[N, K]``, expert outputs ``[N, K, d]`` -> ``[N, d]``."""
-    # a batched [1, K] @ [K, d] product: measured with torch 2.14 on a CPU (E = 15000, K = 3, d = 300),
-    # 2-3x faster forward and backward than the element-wise product and sum
+    # a batched [1, K] @ [K, d] product: on a CPU faster forward and backward than the element-wise
+    # product and sum (benchmarks/README.md, "Measurements behind code choices")
     return torch.matmul(gate_weights.unsqueeze(-2), expert_outputs).squeeze(-2)
 
 

@@ -153,7 +153,7 @@ class GuidedMLPScores(torch.autograd.Function):
         for k in range(1, hidden_chunk.shape[0]):
             pre.addcmul_(hidden_chunk[k], gates_chunk[k].unsqueeze(-1))
         z = torch.relu(pre)
-        if adaptive:  # logits z_m · w_m + b_m (a batched matrix-vector product is ~6x slower on a CPU)
+        if adaptive:  # logits z_m · w_m + b_m (a batched matrix-vector product is much slower on a CPU)
             alpha = torch.softmax(torch.linalg.vecdot(z, logit_weight.unsqueeze(1)) + logit_bias.unsqueeze(1), dim=0)
         else:
             alpha = z.new_full(z.shape[:2], 1.0 / z.shape[0])

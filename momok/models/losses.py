@@ -22,7 +22,7 @@ class _SmoothedBCE(torch.autograd.Function):
     def forward(ctx, scores, label_rows, label_columns, smoothing: float):
         n_entities = scores.shape[-1]
         where = (label_rows, label_columns)
-        # softplus(x) = max(x, 0) + log(1 + exp(-|x|)); torch's log1p is not vectorised on a CPU (4x slower),
+        # softplus(x) = max(x, 0) + log(1 + exp(-|x|)); torch's log1p is not vectorised on a CPU (much slower),
         # and log(1 + a) for a in (0, 1] is within float rounding of it after the sum
         total = torch.relu(scores).sum() + scores.abs().neg_().exp_().add_(1.0).log_().sum()
         total = total - (1.0 - smoothing) * scores[where].sum() - scores.sum() / n_entities

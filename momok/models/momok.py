@@ -1,17 +1,17 @@
 """MoMoK, assembled: ReMoKE experts per modality, MuJoD's joint modality and Tucker scores, ExID.
 
-The paper's equations (restored in the project's METHOD notes; ``docs/ARCHITECTURE.md`` gives the
-interface), one line per step of :meth:`MoMoK._forward` and :meth:`MoMoK.loss`, for a batch of queries
-``(h, r)`` with r over ``0..2R-1`` (``r + R`` is the inverse of r) and modalities m ∈ {s, v, t}::
+The paper's equations, one line per step of :meth:`MoMoK._forward` and :meth:`MoMoK.loss`
+(``docs/ARCHITECTURE.md`` gives the interface), for a batch of queries ``(h, r)`` with r over
+``0..2R-1`` (``r + R`` is the inverse of r) and modalities m ∈ {s, v, t}::
 
     x^m_e       structure: a learned table; image/text: P(feature_e), a learned placeholder where missing
-    h^m_{e,k}   = E_{m,k}(x^m_e)                                  K experts per modality (experts.py, Eq. 2)
-    e^m(e, r)   = Σ_k softmax(logits^m_e / τ_r)_k h^m_{e,k}        relation-guided mixture (Eq. 2)
-    e^j, r^j    = Σ_m α_m P_m(e^m),  Σ_m β_m Q_m(r^m)              joint modality j (fusion.py, Eqs. 3-4)
-    q^m         = BN(e^m(h, r) (W_m ×₁ r^m))                       Tucker query, m ∈ {s, v, t, j} (tucker.py)
-    φ_m(h,r,t)  = q^m · e^m(t, r)                                  1-N scores against every candidate t (Eq. 5)
-    L           = Σ_m CE(φ_m(h, r, ·), t) + λ Σ_m L_ExID^m          (Eqs. 6, 8, 9; club.py)
-    ranking     = Σ_m φ_m                                          the "joint" score (Eq. 9)
+    h^m_{e,k}   = E_{m,k}(x^m_e)                                 K experts per modality (ReMoKE, experts.py)
+    e^m(e, r)   = Σ_k softmax(logits^m_e / τ_r)_k h^m_{e,k}       relation-guided mixture (ReMoKE, Eq. 2)
+    e^j, r^j    = Σ_m α_m P_m(e^m),  Σ_m β_m Q_m(r^m)             joint modality j (MuJoD, fusion.py)
+    q^m         = BN(e^m(h, r) (W_m ×₁ r^m))                      Tucker query, m ∈ {s, v, t, j} (tucker.py)
+    φ_m(h,r,t)  = q^m · e^m(t, r)                                 1-N scores against every candidate t
+    L           = Σ_m CE(φ_m(h, r, ·), t) + λ Σ_m L_ExID^m         MuJoD's loss plus ExID (club.py; Eq. 9)
+    ranking     = Σ_m φ_m                                         the "joint" score (Eq. 9)
 
 Candidates ``e^m(t, r)``: with candidate relation guidance (the paper) every candidate is encoded under
 the query's relation, which ``guided.py`` scores exactly without materialising any relation's
@@ -392,7 +392,8 @@ class MoMoK(LinkPredictor):
         distinct relation (or all of them once per evaluation, when kept)."""
         cores = self._cached("cores", self._all_cores) if self._eval_cache.active(self) else None
         if cores is not None:
-            return {k: self.scorers[k](embedded[k], None, groups, cores[k][groups.relations]) for k in self.score_keys}
+            return {k: self.scorers[k](embedded[k], None, groups, cores[k][groups.relations])
+                    for k in self.score_keys}
         rel = self._relation_side(groups.relations)
         return {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
 

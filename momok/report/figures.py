@@ -28,8 +28,8 @@ import pandas as pd  # noqa: E402
 from momok.atomic import write_atomic  # noqa: E402
 from momok.errors import InputError  # noqa: E402
 from momok.modalities import SCORE_KEYS  # noqa: E402
-from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation  # noqa: E402
-from momok.report.tables import MOMOK, _ordered_datasets, dataset_order  # noqa: E402
+from momok.report.runs import RunGroup, RunResults, group_runs, normalize_name, short_relation  # noqa: E402
+from momok.report.tables import MOMOK, dataset_order, ordered_datasets  # noqa: E402
 from momok.report.variants import NOISE, variant_value  # noqa: E402
 
 METRIC_LABELS = {"mrr": "MRR", "hits@1": "Hits@1", "hits@3": "Hits@3", "hits@10": "Hits@10"}
@@ -46,7 +46,7 @@ def _label(model: str) -> str:
 
 def _caption(groups: list[RunGroup]) -> str:
     """``dataset: X; seeds: 0,1,2; features: ...`` (one clause per distinct value)."""
-    datasets = _ordered_datasets({g.dataset for g in groups})
+    datasets = ordered_datasets({g.dataset for g in groups})
     seeds = sorted({s for g in groups for s in g.seeds})
     labels = {g.feature_label for g in groups}
     # Noisy copies of the same features: name the base features once and list the noise ratios.
@@ -123,7 +123,7 @@ def _shared_legend(fig, axes) -> None:
 
 # ---------------------------------------------------------------- Figure 3
 
-def figure3(runs: list[Run], *, metrics: tuple[str, ...] = ("mrr", "hits@10"), split: str = "test",
+def figure3(runs: list[RunResults], *, metrics: tuple[str, ...] = ("mrr", "hits@10"), split: str = "test",
             clean_variant: str = "full"):
     """Metrics vs noise ratio for every model with ``noise<ratio>`` runs.
 
@@ -138,7 +138,7 @@ def figure3(runs: list[Run], *, metrics: tuple[str, ...] = ("mrr", "hits@10"), s
         clean = groups.get((dataset, model, clean_variant)) if clean_variant else None
         if clean is not None and not any(v == 0 for v, _ in points):
             points.insert(0, (0.0, clean))
-    datasets = _ordered_datasets({d for d, _ in sweeps})
+    datasets = ordered_datasets({d for d, _ in sweeps})
     models = sorted({m for _, m in sweeps}, key=lambda m: (normalize_name(m) != MOMOK, _label(m)))
     styles = {m: {"color": f"C{i}", "marker": "osD^v<>"[i % 7], "linestyle": ("-", "--", ":", "-.")[i % 4]}
               for i, m in enumerate(models)}
@@ -164,7 +164,7 @@ def figure3(runs: list[Run], *, metrics: tuple[str, ...] = ("mrr", "hits@10"), s
 
 # ---------------------------------------------------------------- Figure 4
 
-def figure4(runs: list[Run], *, metrics: tuple[str, ...] = ("mrr", "hits@1", "hits@3", "hits@10"),
+def figure4(runs: list[RunResults], *, metrics: tuple[str, ...] = ("mrr", "hits@1", "hits@3", "hits@10"),
             split: str = "test", model: str = MOMOK):
     """Metrics vs the number of experts K (``K<k>`` runs) and vs lambda (``lambda<v>`` runs, log x)."""
     groups = group_runs(runs)
@@ -172,7 +172,7 @@ def figure4(runs: list[Run], *, metrics: tuple[str, ...] = ("mrr", "hits@1", "hi
     sweeps = {name: s for name, s in sweeps.items() if s}
     if not sweeps:
         raise InputError(None, f"figure4: none of the {len(runs)} runs is a {model} K<k> or lambda<value> run")
-    datasets = _ordered_datasets({d for s in sweeps.values() for d, _ in s})
+    datasets = ordered_datasets({d for s in sweeps.values() for d, _ in s})
     used = [g for s in sweeps.values() for points in s.values() for _, g in points]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(len(datasets), len(sweeps), figsize=(4.6 * len(sweeps), 3.4 * len(datasets) + 0.5),
@@ -247,7 +247,7 @@ def _heatmap(ax, matrix: np.ndarray, rows: list[str], cols: list[str], title: st
     return image
 
 
-def figure5(runs: list[Run], *, max_relations: int = 12, direction: str = "both", variant: str = "full",
+def figure5(runs: list[RunResults], *, max_relations: int = 12, direction: str = "both", variant: str = "full",
             model: str = MOMOK, name_length: int = 22):
     """Heatmaps of α (relations × modalities) and the expert gates (relations × experts, one panel per
     modality) of the full model; ``name_length``: relation names are shortened to this many characters."""

@@ -87,8 +87,8 @@ def _read_yaml(path: Path) -> dict:
 
 
 @dataclass
-class Run:
-    """One finished run: its key, folder, resolved config and metrics."""
+class RunResults:
+    """The results of one finished run: its key, folder, resolved config and metrics."""
 
     key: RunKey
     path: Path
@@ -222,7 +222,7 @@ def _compact(value: Any) -> str:
     return str(value)
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path) -> RunResults:
     """Load a run from its folder or its ``metrics.json``. :class:`InputError` names the bad file."""
     run_dir, key = parse_run_path(path)
     if not run_dir.is_dir():
@@ -236,12 +236,12 @@ def load_run(path: str | Path) -> Run:
     seed = config.get("seed")
     if seed is not None and int(seed) != key.seed:
         raise InputError(config_path, f"seed {seed} disagrees with the folder name seed{key.seed}")
-    return Run(key=key, path=run_dir, config=config, metrics=metrics)
+    return RunResults(key=key, path=run_dir, config=config, metrics=metrics)
 
 
-def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+def load_runs(paths: Iterable[str | Path]) -> list[RunResults]:
     """Load several runs; the same run given twice is an error (it would count one seed twice)."""
-    runs: dict[RunKey, Run] = {}
+    runs: dict[RunKey, RunResults] = {}
     for path in paths:
         run = load_run(path)
         if run.key in runs:
@@ -286,7 +286,7 @@ class RunGroup:
     dataset: str
     model: str
     variant: str
-    runs: list[Run] = field(default_factory=list)
+    runs: list[RunResults] = field(default_factory=list)
 
     @property
     def seeds(self) -> list[int]:
@@ -310,7 +310,7 @@ class RunGroup:
         return " | ".join(f"seed{r.key.seed}: {r.feature_label}" for r in sorted(self.runs, key=lambda r: r.key))
 
 
-def group_runs(runs: Iterable[Run]) -> dict[tuple[str, str, str], RunGroup]:
+def group_runs(runs: Iterable[RunResults]) -> dict[tuple[str, str, str], RunGroup]:
     """(dataset, model, variant) -> RunGroup, in sorted key order."""
     groups: dict[tuple[str, str, str], RunGroup] = {}
     for run in sorted(runs, key=lambda r: r.key):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from momok.atomic import write_text_atomic
 from momok.errors import InputError
-from momok.report.runs import Run, RunGroup, group_runs, normalize_name, short_relation
+from momok.report.runs import RunGroup, RunResults, group_runs, normalize_name, short_relation
 from momok.yamlio import load_yaml
 
 PAPER_YAML = Path(__file__).with_name("paper.yaml")
@@ -143,7 +143,8 @@ def fmt_num(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def _ordered_datasets(names: Iterable[str]) -> list[str]:
+def ordered_datasets(names: Iterable[str]) -> list[str]:
+    """The distinct dataset names, in :func:`dataset_order`."""
     return sorted(set(names), key=dataset_order)
 
 
@@ -219,14 +220,15 @@ def _records_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=CSV_COLUMNS)
 
 
-def _require(runs: list[Run], what: str) -> None:
+def _require(runs: list[RunResults], what: str) -> None:
     if not runs:
         raise InputError(None, f"{what}: no runs given")
 
 
 # ---------------------------------------------------------------- Table 2
 
-def table2(runs: list[Run], *, paper: dict | None = None, split: str = "test", variant: str = "full") -> Table:
+def table2(runs: list[RunResults], *, paper: dict | None = None, split: str = "test",
+           variant: str = "full") -> Table:
     """Main results: every model of the paper's Table 2 (its order) and any other model we ran.
 
     ``variant``: the run variant that holds each model's default configuration. Datasets shown: those
@@ -239,7 +241,7 @@ def table2(runs: list[Run], *, paper: dict | None = None, split: str = "test", v
     groups = {k: g for k, g in group_runs(runs).items() if k[2] == variant}
     if not groups:
         raise InputError(None, f"table2: none of the {len(runs)} runs has variant {variant!r}")
-    datasets = _ordered_datasets(k[0] for k in groups)
+    datasets = ordered_datasets(k[0] for k in groups)
     known = {normalize_name(m["name"]): m for m in spec["models"]}
     records, sections = [], []
     for dataset in datasets:
@@ -276,7 +278,7 @@ def table2(runs: list[Run], *, paper: dict | None = None, split: str = "test", v
 
 # ---------------------------------------------------------------- Table 3
 
-def table3(runs: list[Run], *, paper: dict | None = None, split: str = "test", model: str = MOMOK) -> Table:
+def table3(runs: list[RunResults], *, paper: dict | None = None, split: str = "test", model: str = MOMOK) -> Table:
     """Ablations: the full model's per-modality scores (s, v, t, j) and the five design ablations.
 
     The rows, and which run variant and score key each comes from, are those of ``paper.yaml``
@@ -292,7 +294,7 @@ def table3(runs: list[Run], *, paper: dict | None = None, split: str = "test", m
     if not groups:
         raise InputError(None, f"table3: none of the {len(runs)} runs is a {model!r} run of variant "
                                f"{' '.join(sorted(variants))}")
-    datasets = _ordered_datasets(k[0] for k in groups)
+    datasets = ordered_datasets(k[0] for k in groups)
     records, sections, notes_missing = [], [], []
     for dataset in datasets:
         metrics = list(spec["metrics"].get(dataset, DEFAULT_METRICS))
@@ -386,7 +388,7 @@ def relation_winners(group: RunGroup, score_keys: list[str], *, split: str = "te
     return winners
 
 
-def table4(runs: list[Run], *, paper: dict | None = None, split: str = "test", variant: str = "full",
+def table4(runs: list[RunResults], *, paper: dict | None = None, split: str = "test", variant: str = "full",
            model: str = MOMOK, min_count: int = 10, top: int = 8, criterion: str = "margin") -> Table:
     """Case study: per modality score (and the full model's joint ranking score), the relations where it
     predicts best (see :func:`relation_winners`), with the paper's lists for its dataset (DB15K)."""
