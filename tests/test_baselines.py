@@ -69,6 +69,8 @@ def test_uni_modal_options_reject_feature_modalities():
         adamf.AdaMFOptions(modalities=("image",))
     with pytest.raises(ValueError, match="include structure"):
         mose.MoSEOptions(modalities=("text",))
+    with pytest.raises(ValueError, match="unknown .audio."):
+        imf.IMFOptions(modalities=("structure", "audio"))
     mose.MoSEOptions(modalities=("structure",))  # MoSE's structure-only variant is allowed
     imf.IMFOptions(modalities=("structure",), relation_dim=7)  # IMF's too (TuckER alone)
     with pytest.raises(ValueError, match="relation_dim == dim"):

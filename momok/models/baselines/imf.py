@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from momok.models.base import LinkPredictor, TrainBatch
-from momok.models.baselines.multimodal import FILE_MODALITIES, ModalityInputs, VersionedCache, uniform_linear
+from momok.models.baselines.multimodal import FILE_MODALITIES, ModalityInputs, VersionedCache, check_modalities, uniform_linear
 from momok.models.losses import smoothed_bce
 from momok.models.registry import BuildContext, register
 
@@ -106,15 +106,10 @@ class IMFOptions:
     """true: fine-tune the raw feature rows (the released code fine-tunes its pooled features); false: frozen."""
 
     def __post_init__(self):
-        names = list(self.modalities)
-        unknown = [m for m in names if m not in MODALITIES]
-        if unknown:
-            raise ValueError(f"modalities: unknown {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
-        if "structure" not in names or len(set(names)) != len(names):
-            raise ValueError(f"modalities must include structure once and no modality twice, got {names}")
+        files = check_modalities(self.modalities, require_file=False)
         if self.dim < 1 or self.relation_dim < 1 or self.fusion_rank < 1:
             raise ValueError("dim, relation_dim and fusion_rank must be at least 1")
-        if len(names) > 1 and self.relation_dim != self.dim:
+        if files and self.relation_dim != self.dim:
             raise ValueError(f"the relation fusion needs relation_dim == dim, got {self.relation_dim} and {self.dim}")
         for name in ("fusion_dropout", "input_dropout", "hidden_dropout", "output_dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
@@ -192,7 +187,7 @@ class IMF(LinkPredictor):
         o, g = options, context.generator
         self.modalities = [m for m in MODALITIES if m in o.modalities]
         self.file_modalities = self.modalities[1:]
-        self.decoders_names = self.modalities + (["multimodal"] if self.file_modalities else [])
+        self.decoder_names = self.modalities + (["multimodal"] if self.file_modalities else [])
         relations = 2 * context.num_relations
         self.entity = _xavier_normal((context.num_entities, o.dim), g)
         self.relation = nn.ParameterDict({m: _xavier_normal((relations, o.relation_dim), g) for m in self.modalities})
@@ -205,8 +200,8 @@ class IMF(LinkPredictor):
             self.relation_fusion = BilinearFusion(M, o.dim, o.fusion_rank, o.fusion_dropout, g)
         dropouts = (o.input_dropout, o.hidden_dropout, o.output_dropout)
         self.decoders = nn.ModuleDict({m: TuckERDecoder(o.dim, o.relation_dim, dropouts, g)
-                                       for m in self.decoders_names})
-        self.decision_logits = nn.Parameter(torch.zeros(len(self.decoders_names)))
+                                       for m in self.decoder_names})
+        self.decision_logits = nn.Parameter(torch.zeros(len(self.decoder_names)))
         self._tables = VersionedCache()
 
     # -- representations
@@ -229,7 +224,7 @@ class IMF(LinkPredictor):
     def decision_weights(self) -> torch.Tensor:
         """``w`` of the decision fusion, ``[number of decoders]``."""
         if self.options.decision == "average":
-            return torch.full_like(self.decision_logits, 1.0 / len(self.decoders_names))
+            return torch.full_like(self.decision_logits, 1.0 / len(self.decoder_names))
         return torch.softmax(self.decision_logits, dim=0)
 
     def decoder_scores(self, heads: torch.Tensor, relations: torch.Tensor,
@@ -238,13 +233,13 @@ class IMF(LinkPredictor):
         r = {m: self.relation[m][relations] for m in self.modalities}
         if self.file_modalities:
             r["multimodal"] = self.relation_fusion([r[m] for m in self.modalities])
-        return {m: self.decoders[m](tables[m][heads], r[m]) @ tables[m].T for m in self.decoders_names}
+        return {m: self.decoders[m](tables[m][heads], r[m]) @ tables[m].T for m in self.decoder_names}
 
     def fuse(self, logits: dict[str, torch.Tensor], *, detach: bool = False) -> torch.Tensor:
         """``Σ_m w_m σ(s_m)``."""
         w = self.decision_weights()
         return sum(w[i] * torch.sigmoid(logits[m].detach() if detach else logits[m])
-                   for i, m in enumerate(self.decoders_names))
+                   for i, m in enumerate(self.decoder_names))
 
     # -- LinkPredictor
     def scores(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -267,7 +262,7 @@ class IMF(LinkPredictor):
             part = smoothed_bce(value, labels, o.label_smoothing)
             parts[f"bce_{m}"] = float(part.detach())
             total = total + part
-        if o.decision == "learned" and len(self.decoders_names) > 1:
+        if o.decision == "learned" and len(self.decoder_names) > 1:
             fused = self.fuse(logits, detach=True).clamp(1e-7, 1 - 1e-7)
             target = torch.full_like(fused, 1.0 / self.num_entities)
             target[labels] += 1.0 - o.label_smoothing

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from momok.models.base import LinkPredictor, TrainBatch
-from momok.models.baselines.multimodal import FILE_MODALITIES, ModalityInputs, VersionedCache
+from momok.models.baselines.multimodal import FILE_MODALITIES, ModalityInputs, VersionedCache, check_modalities
 from momok.models.registry import BuildContext, register
 
 MODALITIES = ("structure",) + FILE_MODALITIES
@@ -96,12 +96,7 @@ class MoSEOptions:
     """true: fine-tune the raw feature rows; false (default): frozen, as the official code's fixed vectors."""
 
     def __post_init__(self):
-        names = list(self.modalities)
-        unknown = [m for m in names if m not in MODALITIES]
-        if unknown:
-            raise ValueError(f"modalities: unknown {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
-        if "structure" not in names or len(set(names)) != len(names):
-            raise ValueError(f"modalities must include structure once and no modality twice, got {names}")
+        check_modalities(self.modalities, require_file=False)
         if self.dim < 1 or self.boosting_min_queries < 1:
             raise ValueError("dim and boosting_min_queries must be at least 1")
         if not 0.0 <= self.alpha <= 1.0:

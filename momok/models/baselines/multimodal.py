@@ -22,8 +22,9 @@ from torch import nn
 FILE_MODALITIES = ("image", "text")
 
 
-def check_modalities(modalities) -> list[str]:
-    """The file modalities of a multi-modal baseline's ``modalities`` option; ValueError when invalid."""
+def check_modalities(modalities, *, require_file: bool = True) -> list[str]:
+    """The file modalities of a multi-modal baseline's ``modalities`` option; ValueError when invalid.
+    ``require_file=False`` accepts ``[structure]`` alone (a model's structure-only variant)."""
     names = list(modalities)
     unknown = [m for m in names if m not in ("structure",) + FILE_MODALITIES]
     if unknown:
@@ -33,7 +34,7 @@ def check_modalities(modalities) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"modalities lists a modality twice: {names}")
     files = [m for m in FILE_MODALITIES if m in names]
-    if not files:
+    if require_file and not files:
         raise ValueError("a multi-modal baseline needs image and/or text in modalities")
     return files
 
