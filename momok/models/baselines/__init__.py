@@ -6,7 +6,7 @@
   as a TBKGC variant);
 * :mod:`~momok.models.baselines.adamf`: ``adamf`` (AdaMF-MAT, Zhang et al. 2024);
 * :mod:`~momok.models.baselines.mose`: ``mose`` (MoSE, Zhao et al. 2022: modality-split ComplEx scorers,
-  average and boosting ensembles fit on validation);
+  average, boosting and meta-learner ensembles fit on validation);
 * :mod:`~momok.models.baselines.imf`: ``imf`` (IMF, Li et al. 2023: bilinear fusion, contrastive loss,
   TuckER decoders per modality, decision fusion).
 """

@@ -69,7 +69,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from momok.models.base import LinkPredictor, TrainBatch
-from momok.models.baselines.multimodal import FILE_MODALITIES, ModalityInputs, VersionedCache, check_modalities, uniform_linear
+from momok.models.baselines.multimodal import (FILE_MODALITIES, ModalityInputs, VersionedCache, check_modalities,
+                                               uniform_linear)
 from momok.models.losses import smoothed_bce
 from momok.models.registry import BuildContext, register
 
