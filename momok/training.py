@@ -15,8 +15,8 @@ The loop (every model alike, through :class:`~momok.models.base.LinkPredictor`):
 * Every ``evaluation.every`` epochs (and after the last) the filtered ``evaluation.metric`` of the
   model's ``ranking_key`` score on valid is computed; its best epoch is saved to
   ``checkpoint/best.pt``; ``evaluation.patience`` validations without improvement stop training.
-  Right before each validation a model that overrides ``fit_on_validation`` (MoSE's ensemble
-  weights) fits it on the valid triples, ranked against a train + valid filter (never test); what it
+  Right before each validation a model that overrides ``fit_on_validation`` (MoSE's learned
+  ensemble) fits it on the valid triples, ranked against a train + valid filter (never test); what it
   fits is saved with that epoch's checkpoint and logged in ``history.csv`` as ``fit_*``.
 * At the end the best checkpoint is loaded from disk and evaluated on valid and test (the test set
   is evaluated exactly once per run and never selects anything).

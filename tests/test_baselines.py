@@ -13,7 +13,7 @@ pytest.importorskip("pykeen")
 
 from momok.features.store import FeatureTable  # noqa: E402
 from momok.models.base import TrainBatch  # noqa: E402
-from momok.models.baselines import adamf, kge, mose, tbkgc  # noqa: E402
+from momok.models.baselines import adamf, imf, kge, mose, tbkgc  # noqa: E402
 from momok.models.registry import BuildContext, get_model, model_names  # noqa: E402
 
 E, R = 7, 3
@@ -53,7 +53,7 @@ def by_hand(fn, heads, relations):
 
 
 def test_every_baseline_is_registered_with_documented_options():
-    for name in ("transe", "distmult", "complex", "rotate", "pairre", "tbkgc", "ikrl", "adamf", "mose"):
+    for name in ("transe", "distmult", "complex", "rotate", "pairre", "tbkgc", "ikrl", "adamf", "mose", "imf"):
         assert name in model_names()
         options = get_model(name).options
         assert dataclasses.is_dataclass(options)
@@ -69,7 +69,12 @@ def test_uni_modal_options_reject_feature_modalities():
         adamf.AdaMFOptions(modalities=("image",))
     with pytest.raises(ValueError, match="include structure"):
         mose.MoSEOptions(modalities=("text",))
+    with pytest.raises(ValueError, match="unknown .audio."):
+        imf.IMFOptions(modalities=("structure", "audio"))
     mose.MoSEOptions(modalities=("structure",))  # MoSE's structure-only variant is allowed
+    imf.IMFOptions(modalities=("structure",), relation_dim=7)  # IMF's too (TuckER alone)
+    with pytest.raises(ValueError, match="relation_dim == dim"):
+        imf.IMFOptions(relation_dim=7)
 
 
 def test_config_builds_a_baseline(tmp_path):
@@ -314,7 +319,8 @@ def test_mose_scores_are_complex_per_modality_and_their_ensembles():
     model = build("mose", features, dim=3, alpha=0.25, scale=4.0)
     heads, relations = queries()
     with torch.no_grad():
-        model.ensemble_weights.copy_(torch.rand(model.ensemble_weights.shape, generator=torch.Generator().manual_seed(5)))
+        g = torch.Generator().manual_seed(5)
+        model.ensemble_weights.copy_(torch.rand(model.ensemble_weights.shape, generator=g))
         s = model.entity
         image = features["image"]
         projected = {
@@ -434,6 +440,44 @@ def test_mose_fits_its_ensemble_on_validation_queries_only():
         torch.testing.assert_close(w[:, r], torch.full((3,), 1 / 3))
 
 
+def test_mose_meta_learner_scores_and_its_fit_on_validation():
+    from momok.config import config_from_dict
+    from momok.evaluation import FilterIndex
+    from momok.training import make_optimisers
+
+    features = {"image": feature_table(6, 1), "text": feature_table(5, 2)}
+    model = build("mose", features, dim=3, ensemble="meta", meta_hidden=4, meta_epochs=3, meta_batch_size=2)
+    heads, relations = queries()
+    valid = torch.tensor([[0, 0, 1], [2, 0, 3], [4, 1, 5], [1, 2, 2]])
+    model.eval()
+    with torch.no_grad():
+        before = [p.clone() for p in model.meta.parameters()]
+        parts = model.fit_on_validation(valid, FilterIndex(valid, E, R))
+        after = [p.clone() for p in model.meta.parameters()]
+        assert set(parts) == {"meta_loss"}
+        assert any(not torch.equal(a, b) for a, b in zip(before, after))
+        assert all(not p.requires_grad and p.grad is None for p in model.meta.parameters())
+        model.fit_on_validation(valid, FilterIndex(valid, E, R))  # a fresh meta-learner from a fixed seed
+        assert all(torch.equal(a, p) for a, p in zip(after, model.meta.parameters()))
+
+        out = model.scores(heads, relations)
+        W1, b1 = model.meta.hidden.weight, model.meta.hidden.bias
+        W2, b2 = model.meta.out.weight, model.meta.out.bias
+
+        def meta(b, e):  # W2 ReLU(W1 x + b1) + b2, x = the candidate's (structure, image, text) scores
+            x = [float(out[m][b, e]) for m in ("structure", "image", "text")]
+            hidden = [max(0.0, sum(float(W1[j, i]) * x[i] for i in range(3)) + float(b1[j])) for j in range(4)]
+            return sum(float(W2[0, j]) * hidden[j] for j in range(4)) + float(b2[0])
+
+        expected = torch.tensor([[meta(b, e) for e in range(E)] for b in range(len(heads))])
+        torch.testing.assert_close(out["meta"], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out["score"], out["meta"])
+        assert "boosting" not in out
+    config = config_from_dict({"dataset": {"path": "x"}, "model": {"name": "mose", "modalities": ["structure"]}})
+    optimised = {id(p) for group in make_optimisers(config, model)[0].param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in model.meta.parameters()}  # only fit on validation
+
+
 def test_trainer_fits_on_validation_with_a_filter_without_test_triples(tmp_path):
     from momok.data.toy import make_toy
     from momok.training import FitFilter
@@ -457,6 +501,110 @@ def test_trainer_fits_on_validation_with_a_filter_without_test_triples(tmp_path)
     assert not index.known_mask(torch.tensor([h]), torch.tensor([r]))[0, t]
 
 
+# ---------------------------------------------------------------------------------------------- IMF
+
+
+def test_imf_scores_are_tucker_decoders_over_fused_representations():
+    features = {"image": feature_table(6, 1, missing=[2]), "text": feature_table(5, 2)}
+    model = build("imf", features, dim=3, relation_dim=3)
+    model.eval()
+    heads, relations = queries()
+    d = 3
+    with torch.no_grad():
+        model.decision_logits.copy_(torch.tensor([0.3, -0.2, 0.5, 0.1]))
+        for decoder in model.decoders.values():  # non-trivial batch-norm statistics
+            for bn in (decoder.bn0, decoder.bn1):
+                bn.running_mean.uniform_(-0.5, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.3, 0.3)
+
+        def unit(x):
+            return x / x.norm(dim=-1, keepdim=True)
+
+        image = features["image"]
+        vectors = {
+            "structure": model.entity,
+            "image": torch.where(image.mask.unsqueeze(1), model.inputs.projections["image"](unit(image.features)),
+                                 model.inputs.placeholders["image"]),
+            "text": model.inputs.projections["text"](unit(features["text"].features)),
+        }
+        order = ("structure", "image", "text")
+
+        def fuse(fusion, inputs):  # ReLU(Σ_i Π_m ReLU(W_{m,i} x_m + b_{m,i}))
+            total = 0
+            for i in range(2):
+                term = 1
+                for m, x in enumerate(inputs):
+                    term = term * torch.relu(fusion.layers[m][i](x))
+                total = total + term
+            return torch.relu(total)
+
+        vectors["multimodal"] = fuse(model.entity_fusion, [vectors[m] for m in order])
+        relation_vectors = {m: model.relation[m] for m in order}
+        relation_vectors["multimodal"] = fuse(model.relation_fusion, [model.relation[m] for m in order])
+
+        def tucker(m):
+            dec, e, r = model.decoders[m], vectors[m], relation_vectors[m]
+
+            def bn(layer, x):
+                return (x - layer.running_mean) / torch.sqrt(layer.running_var + layer.eps) * layer.weight + layer.bias
+
+            def fn(h, q, t):
+                x = bn(dec.bn0, e[h])
+                y = torch.tensor([sum(x[i] * sum(r[q, k] * dec.core[k, i, j] for k in range(d)) for i in range(d))
+                                  for j in range(d)])
+                return (bn(dec.bn1, y) * e[t]).sum()
+            return fn
+
+        got = model.scores(heads, relations)
+        names = ("structure", "image", "text", "multimodal")
+        expected = {m: by_hand(tucker(m), heads, relations) for m in names}
+        for m in names:
+            torch.testing.assert_close(got[m], expected[m], atol=1e-5, rtol=1e-5)
+        w = torch.softmax(torch.tensor([0.3, -0.2, 0.5, 0.1]), 0)
+        fused = sum(w[i] * torch.sigmoid(expected[m]) for i, m in enumerate(names))
+        torch.testing.assert_close(got["score"], fused, atol=1e-5, rtol=1e-5)
+    average = build("imf", features, dim=3, relation_dim=3, decision="average")
+    average.eval()
+    with torch.no_grad():
+        out = average.scores(heads, relations)
+        torch.testing.assert_close(out["score"], sum(torch.sigmoid(out[m]) for m in names) / 4)
+    structure_only = build("imf", dim=3, relation_dim=3, modalities=("structure",))
+    structure_only.eval()
+    with torch.no_grad():
+        assert set(structure_only.scores(heads, relations)) == {"structure", "score"}
+
+
+def test_imf_contrastive_loss_written_out():
+    g = torch.Generator().manual_seed(3)
+    parts = [torch.randn(4, 3, generator=g) for _ in range(3)]
+    unit = [[p[b] / p[b].norm() for b in range(4)] for p in parts]
+    expected = 0.0
+    for b in range(4):
+        positive = sum(float(unit[i][b] @ unit[j][b]) for i, j in ((0, 1), (0, 2), (1, 2))) / 3
+        negative = sum(float(unit[m][b] @ unit[m][c]) for m in range(3) for c in range(4) if c != b) / 12
+        expected += math.log1p(math.exp(negative - positive)) / 4
+    assert float(imf.contrastive_loss(parts)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_imf_loss_parts_and_the_decision_weights_learn_from_detached_predictions():
+    features = {"image": feature_table(6, 1), "text": feature_table(5, 2)}
+    model = build("imf", features, dim=3, relation_dim=3)
+    heads, relations = queries()
+    labels = torch.zeros(len(heads), E, dtype=torch.bool)
+    labels[torch.arange(len(heads)), (heads + 1) % E] = True
+    torch.manual_seed(0)
+    loss, parts = model.loss(TrainBatch(heads, relations, (heads + 1) % E, labels))
+    assert set(parts) == {"bce_structure", "bce_image", "bce_text", "bce_multimodal", "bce_decision", "contrastive"}
+    assert float(loss.detach()) == pytest.approx(sum(parts.values()), rel=1e-5)
+    decision = model.fuse(model.decoder_scores(heads, relations, model._entity_tables()), detach=True)
+    grads = torch.autograd.grad(decision.sum(), [model.decision_logits, model.decoders["structure"].core],
+                                allow_unused=True)
+    assert grads[0] is not None and grads[0].abs().sum() > 0
+    assert grads[1] is None  # the decision fusion does not train the decoders
+
+
 # ---------------------------------------------------------------------------------------------- training on the toy
 
 
@@ -465,7 +613,8 @@ def random_mrr(num_entities: int) -> float:
     return sum(1.0 / k for k in range(1, num_entities + 1)) / num_entities
 
 
-def train_on(root, out, model: dict, *, epochs: int, features: dict | None = None, lr: float = 1e-2) -> dict:
+def train_on(root, out, model: dict, *, epochs: int, features: dict | None = None, lr: float = 1e-2,
+             label_batching: bool = False) -> dict:
     from momok.config import config_from_dict
     from momok.training import train
 
@@ -475,7 +624,8 @@ def train_on(root, out, model: dict, *, epochs: int, features: dict | None = Non
         "dataset": {"path": str(root)},
         "features": {"image": features.get("image"), "text": features.get("text"), "allow_missing": True},
         "model": model,
-        "training": {"epochs": epochs, "batch_size": 256, "lr": lr, "device": "cpu", "num_threads": 1},
+        "training": {"epochs": epochs, "batch_size": 256, "lr": lr, "device": "cpu", "num_threads": 1,
+                     "label_batching": label_batching},
         "evaluation": {"every": epochs, "patience": None},
     })
     return train(config, out, progress=False)
@@ -569,8 +719,8 @@ def test_adamf_does_better_with_modalities_than_without(toy_with_features, tmp_p
 @pytest.mark.slow
 def test_mose_ensemble_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):
     # Measured on this toy (30 epochs, seed 0): structure-only 0.114 test MRR; with features the
-    # modality scorers reach 0.114 (structure), 0.155 (image), 0.096 (text), the average 0.207 and the
-    # boosting ensemble 0.220; random ranking 0.021.
+    # modality scorers reach 0.114 (structure), 0.155 (image), 0.096 (text), the average 0.207, the
+    # boosting ensemble 0.220 and the meta-learner 0.214; random ranking 0.021.
     root, features = toy_with_features
     model = {"name": "mose", "dim": 16}
     full = train_on(root, tmp_path / "full", model, epochs=30, features=features)["test"]
@@ -581,3 +731,23 @@ def test_mose_ensemble_beats_random_and_its_structure_only_variant(toy_with_feat
     assert mrr["score"] > structure_only + 0.05
     assert mrr["boosting"] > max(mrr["structure"], mrr["image"], mrr["text"])
     assert mrr["average"] > max(mrr["structure"], mrr["image"], mrr["text"])
+    meta = test_mrr(train_on(root, tmp_path / "meta", {**model, "ensemble": "meta"}, epochs=30, features=features))
+    print(f"mose: meta-learner ensemble test MRR {meta:.4f}")
+    assert meta > max(mrr["structure"], mrr["image"], mrr["text"])
+
+
+@pytest.mark.slow
+def test_imf_beats_random_with_and_without_modalities(toy_with_features, tmp_path):
+    # Measured on this toy (20 epochs, lr 0.03, seed 0): test MRR 0.067 (structure 0.062, image 0.050,
+    # text 0.046, multimodal 0.067 decoders) and 0.072 for the structure-only variant (TuckER); random
+    # ranking 0.021. The paper's gain of the modalities over structure alone does not show on this toy
+    # within a test-sized budget, so it is not asserted.
+    root, features = toy_with_features
+    model = {"name": "imf", "dim": 32, "relation_dim": 32}
+    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=20, features=features, lr=0.03,
+                             label_batching=True))
+    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
+                                       epochs=20, lr=0.03, label_batching=True))
+    print(f"imf: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    assert full > 2 * random_mrr(300)
+    assert structure_only > 2 * random_mrr(300)

@@ -62,7 +62,7 @@ class LinkPredictor(nn.Module):
         return None
 
     def fit_on_validation(self, triples: torch.Tensor, known) -> dict[str, float]:
-        """Fit what the model's paper fits on the validation split (MoSE's ensemble weights).
+        """Fit what the model's paper fits on the validation split (MoSE's learned ensemble).
 
         Called by the trainer with gradients off and the model in eval mode, right before each
         validation evaluation, so what it fits is part of the checkpoint of that epoch. ``triples``:

@@ -6,7 +6,9 @@
   as a TBKGC variant);
 * :mod:`~momok.models.baselines.adamf`: ``adamf`` (AdaMF-MAT, Zhang et al. 2024);
 * :mod:`~momok.models.baselines.mose`: ``mose`` (MoSE, Zhao et al. 2022: modality-split ComplEx scorers,
-  average and boosting ensembles fit on validation).
+  average, boosting and meta-learner ensembles fit on validation);
+* :mod:`~momok.models.baselines.imf`: ``imf`` (IMF, Li et al. 2023: bilinear fusion, contrastive loss,
+  TuckER decoders per modality, decision fusion).
 """
 
-from momok.models.baselines import adamf, kge, mose, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mose, tbkgc  # noqa: F401  (registration side effects)

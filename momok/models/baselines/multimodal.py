@@ -24,8 +24,9 @@ from momok.models.init import uniform, uniform_linear
 from momok.models.inputs import feature_rows, register_features, with_placeholder
 
 
-def check_modalities(modalities) -> list[str]:
-    """The file modalities of a multi-modal baseline's ``modalities`` option; ValueError when invalid."""
+def check_modalities(modalities, *, require_file: bool = True) -> list[str]:
+    """The file modalities of a multi-modal baseline's ``modalities`` option; ValueError when invalid.
+    ``require_file=False`` accepts ``[structure]`` alone (a model's structure-only variant)."""
     names = list(modalities)
     unknown = [m for m in names if m not in MODALITIES]
     if unknown:
@@ -35,7 +36,7 @@ def check_modalities(modalities) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"modalities lists a modality twice: {names}")
     files = [m for m in FILE_MODALITIES if m in names]
-    if not files:
+    if require_file and not files:
         raise ValueError("a multi-modal baseline needs image and/or text in modalities")
     return files
 
