@@ -48,7 +48,7 @@ def test_mu_logvar_and_bound_by_hand():
     loss = club.learning_loss(x, y)
     loss_without = club.learning_loss(x, y, logvar_term=False)
     for p in range(P):
-        positives, negatives, lls, lls_without = [], [], [], []
+        positives, negatives, lls_without = [], [], []
         for e in range(N):
             m, lv = _mlp_by_hand(club, p, x[p, e])
             torch.testing.assert_close(mu[p, e], m)

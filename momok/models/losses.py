@@ -14,7 +14,6 @@ a few vectorised passes over the scores instead of the dozen of the composite AT
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class _SmoothedBCE(torch.autograd.Function):
