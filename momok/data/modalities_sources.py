@@ -1,0 +1,314 @@
+"""Where each benchmark's entity texts and image files come from (the public primary sources).
+
+* ``wikidata`` (MKG-W, names ``http://www.wikidata.org/entity/Q42``): Wikidata ``wbgetentities``,
+  50 ids a call: English label and description (text ``"label: description"``, CC0) and the
+  ``P18`` (image) claims, preferred rank first, deprecated ones skipped.
+* ``yago`` (MKG-Y, names ``Douglas_Adams``): a YAGO name is an English Wikipedia title with
+  underscores; ``wbgetentities`` with ``sites=enwiki&titles=...`` (50 a call) finds the Wikidata item
+  of each title and answers the same as above. A title that Wikipedia redirects comes back under the
+  redirect target and is recorded as missing.
+* ``dbpedia`` (DB15K, names ``<http://dbpedia.org/resource/Anarchism>``): the DBpedia SPARQL endpoint,
+  50 resources a query: the English ``dbo:abstract`` (CC BY-SA 3.0) and the ``dbo:thumbnail`` and
+  ``foaf:depiction`` images (Wikimedia Commons ``Special:FilePath`` links).
+
+Image files are Wikimedia Commons file names; :func:`commons_info` asks the Commons API (50 files a
+call) for each file's licence, original size and sha1, and :func:`image_url` is the ``Special:FilePath``
+thumbnail link at a fixed width. Every request goes through a :class:`ResponseCache`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlencode
+
+from momok.data.modalities_http import ResponseCache
+from momok.errors import MomokError
+
+BATCH = 50
+"""Ids, titles, resources or files per API call (the MediaWiki APIs' limit for ordinary clients)."""
+
+WIKIDATA_LICENCE = "CC0-1.0"
+DBPEDIA_LICENCE = "CC-BY-SA-3.0"
+
+SOURCES = ("wikidata", "yago", "dbpedia")
+DATASET_SOURCES = {"MKG-W": "wikidata", "MKG-Y": "yago", "DB15K": "dbpedia"}
+"""The source of each benchmark whose modalities can be fetched (``--source`` picks one for other names)."""
+
+UNSUPPORTED = {
+    "KVC16K": (
+        "KVC16K's entities are Chinese words from Kuaipedia (Kuaishou short-video encyclopedia) with no "
+        "public per-entity image or description source; the only public route is a lookup by label in "
+        "Chinese Wikipedia/Wikidata (wbsearchentities language=zh), which is ambiguous for common words "
+        "and is not implemented. Use the authors' feature bundle (config/official.yaml) or the entity "
+        "names as text (momok features text without descriptions.tsv)."
+    ),
+}
+"""Benchmarks whose modalities cannot be fetched from public primary sources, and why."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Base URLs of the services (tests point them at a local server)."""
+
+    wikidata_api: str = "https://www.wikidata.org/w/api.php"
+    commons_api: str = "https://commons.wikimedia.org/w/api.php"
+    commons_filepath: str = "https://commons.wikimedia.org/wiki/Special:FilePath"
+    dbpedia_sparql: str = "https://dbpedia.org/sparql"
+
+
+@dataclass
+class EntityRecord:
+    """What a source says about one entity: its text and candidate image files, and how it was found."""
+
+    text: str | None = None
+    text_url: str | None = None
+    text_licence: str | None = None
+    images: list[str] = field(default_factory=list)  # Commons file names, preferred first
+    route: dict[str, str] = field(default_factory=dict)  # provenance: ids and titles on the way
+    missing: str | None = None  # why the source has nothing for it
+
+
+def batches(items: Sequence[str], size: int = BATCH) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def number_of_calls(count: int) -> int:
+    return math.ceil(count / BATCH)
+
+
+def commons_name(value: str) -> str:
+    """A Commons file name in MediaWiki's normal form: spaces, first letter upper case, no ``File:``."""
+    name = unquote(value).replace("_", " ").strip()
+    if name.lower().startswith("file:"):
+        name = name[5:]
+    return name[:1].upper() + name[1:]
+
+
+def image_url(endpoints: Endpoints, name: str, width: int) -> str:
+    return f"{endpoints.commons_filepath}/{quote(name.replace(' ', '_'))}?width={width}"
+
+
+def _api_json(cache: ResponseCache, url: str) -> dict:
+    body = cache.get(url)
+    if body is None:
+        raise MomokError(f"{url}: HTTP 404 from an API endpoint (check the endpoint URLs)")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise MomokError(f"{url}: the answer is not JSON ({body[:80]!r})") from None
+    if isinstance(data, dict) and "error" in data:
+        error = data["error"]
+        raise MomokError(f"{url}: API error {error.get('code')}: {error.get('info')}")
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Wikidata (MKG-W) and YAGO via English Wikipedia titles (MKG-Y)
+
+_QID = re.compile(r"^<?https?://www\.wikidata\.org/entity/(Q\d+)>?$")
+
+
+def wikidata_urls(endpoints: Endpoints, keys: Sequence[str], *, by_title: bool) -> list[str]:
+    """The ``wbgetentities`` calls for Wikidata ids (or, ``by_title``, English Wikipedia titles)."""
+    urls = []
+    for chunk in batches(keys):
+        params = {"action": "wbgetentities", "props": "labels|descriptions|claims|sitelinks",
+                  "languages": "en", "sitefilter": "enwiki", "format": "json"}
+        if by_title:
+            params.update(sites="enwiki", titles="|".join(chunk))
+        else:
+            params["ids"] = "|".join(chunk)
+        urls.append(f"{endpoints.wikidata_api}?{urlencode(params)}")
+    return urls
+
+
+def _item_record(item: dict) -> EntityRecord:
+    qid = item["id"]
+    label = item.get("labels", {}).get("en", {}).get("value", "").strip()
+    description = item.get("descriptions", {}).get("en", {}).get("value", "").strip()
+    text = f"{label}: {description}" if label and description else (label or description or None)
+    claims = [c for c in item.get("claims", {}).get("P18", []) if c.get("rank") != "deprecated"
+              and c.get("mainsnak", {}).get("snaktype") == "value"]
+    claims.sort(key=lambda c: c.get("rank") != "preferred")  # stable: preferred first, then as listed
+    images = []
+    for claim in claims:
+        name = commons_name(claim["mainsnak"]["datavalue"]["value"])
+        if name not in images:
+            images.append(name)
+    return EntityRecord(text=text, text_url=f"https://www.wikidata.org/wiki/{qid}",
+                        text_licence=WIKIDATA_LICENCE if text else None, images=images,
+                        route={"wikidata": qid},
+                        missing=None if text or images else "no English label, description or P18")
+
+
+def wikidata_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
+    """MKG-W: entity name (a Wikidata URI) -> record."""
+    qids = {}
+    out = {}
+    for name in names:
+        match = _QID.match(name)
+        if match:
+            qids[match.group(1)] = name
+        else:
+            out[name] = EntityRecord(missing="not a Wikidata entity URI")
+    for url in wikidata_urls(endpoints, list(qids), by_title=False):
+        for key, item in _api_json(cache, url).get("entities", {}).items():
+            asked = item.get("redirects", {}).get("from", key)
+            if asked not in qids:
+                continue
+            if "missing" in item:
+                out[qids[asked]] = EntityRecord(route={"wikidata": asked}, missing="no such Wikidata item")
+            else:
+                record = _item_record(item)
+                record.route = {"wikidata": asked, **({"redirected_to": item["id"]} if item["id"] != asked else {})}
+                out[qids[asked]] = record
+    for qid, name in qids.items():
+        out.setdefault(name, EntityRecord(route={"wikidata": qid}, missing="not in the wbgetentities answer"))
+    return out
+
+
+def yago_title(name: str) -> str:
+    """The English Wikipedia title of a YAGO name: underscores as spaces, first letter upper case."""
+    title = name.replace("_", " ").strip()
+    return title[:1].upper() + title[1:]
+
+
+def yago_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
+    """MKG-Y: YAGO name -> English Wikipedia title -> Wikidata item -> record."""
+    titles: dict[str, str] = {}
+    for name in names:
+        titles.setdefault(yago_title(name), name)
+    out = {}
+    for url in wikidata_urls(endpoints, list(titles), by_title=True):
+        for item in _api_json(cache, url).get("entities", {}).values():
+            if "missing" in item:
+                title = item.get("title", "")
+                if title in titles:
+                    out[titles[title]] = EntityRecord(route={"enwiki": title},
+                                                      missing="no Wikidata item for this enwiki title")
+                continue
+            title = item.get("sitelinks", {}).get("enwiki", {}).get("title")
+            if title in titles:
+                record = _item_record(item)
+                record.route = {"enwiki": title, "wikidata": item["id"]}
+                out[titles[title]] = record
+    for name in names:
+        out.setdefault(name, EntityRecord(route={"enwiki": yago_title(name)},
+                                          missing="enwiki title not matched (redirected or not found)"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# DBpedia (DB15K)
+
+_IRI_UNSAFE = re.compile(r'[\x00-\x20<>"{}|^`\\]')
+ABSTRACT = "http://dbpedia.org/ontology/abstract"
+THUMBNAIL = "http://dbpedia.org/ontology/thumbnail"
+DEPICTION = "http://xmlns.com/foaf/0.1/depiction"
+
+
+def dbpedia_iri(name: str) -> str:
+    """The IRI of a DB15K name (angle brackets dropped, characters SPARQL forbids in IRIs escaped)."""
+    iri = name[1:-1] if name.startswith("<") and name.endswith(">") else name
+    return _IRI_UNSAFE.sub(lambda m: quote(m.group(0)), iri)
+
+
+def dbpedia_query(iris: Sequence[str]) -> str:
+    values = " ".join(f"<{iri}>" for iri in iris)
+    return (
+        "SELECT ?s ?kind ?value WHERE { VALUES ?s { " + values + " } "
+        f'{{ ?s <{ABSTRACT}> ?value . FILTER(lang(?value) = "en") BIND("abstract" AS ?kind) }} '
+        f'UNION {{ ?s <{THUMBNAIL}> ?value . BIND("thumbnail" AS ?kind) }} '
+        f'UNION {{ ?s <{DEPICTION}> ?value . BIND("depiction" AS ?kind) }} }}'
+    )
+
+
+def dbpedia_urls(endpoints: Endpoints, iris: Sequence[str]) -> list[str]:
+    return [f"{endpoints.dbpedia_sparql}?"
+            + urlencode({"query": dbpedia_query(chunk), "format": "application/sparql-results+json"})
+            for chunk in batches(iris)]
+
+
+def _filepath_name(url: str) -> str | None:
+    match = re.search(r"/Special:FilePath/([^?#]+)", url)
+    return commons_name(match.group(1)) if match else None
+
+
+def dbpedia_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
+    """DB15K: DBpedia resource -> record (English abstract; thumbnail, then depictions)."""
+    iris = {dbpedia_iri(name): name for name in names}
+    found: dict[str, dict[str, list[str]]] = {}
+    for url in dbpedia_urls(endpoints, list(iris)):
+        for row in _api_json(cache, url).get("results", {}).get("bindings", []):
+            subject = row.get("s", {}).get("value")
+            if subject not in iris:
+                continue
+            kinds = found.setdefault(subject, {"abstract": [], "thumbnail": [], "depiction": []})
+            kind, value = row.get("kind", {}).get("value"), row.get("value", {}).get("value", "")
+            if kind in kinds and value:
+                kinds[kind].append(value)
+    out = {}
+    for iri, name in iris.items():
+        kinds = found.get(iri)
+        if kinds is None:
+            out[name] = EntityRecord(route={"dbpedia": iri}, missing="no English abstract or image in DBpedia")
+            continue
+        text = " ".join(kinds["abstract"][0].split()) if kinds["abstract"] else None
+        images = []
+        for link in kinds["thumbnail"] + sorted(kinds["depiction"]):
+            file = _filepath_name(link)
+            if file and file not in images:
+                images.append(file)
+        out[name] = EntityRecord(text=text, text_url=iri.replace("/resource/", "/page/", 1),
+                                 text_licence=DBPEDIA_LICENCE if text else None, images=images,
+                                 route={"dbpedia": iri})
+    return out
+
+
+RESOLVERS = {"wikidata": wikidata_records, "yago": yago_records, "dbpedia": dbpedia_records}
+
+
+def metadata_urls(source: str, endpoints: Endpoints, names: Sequence[str]) -> list[str]:
+    """The metadata calls a source makes for ``names`` (plan mode counts them and checks the cache)."""
+    if source == "wikidata":
+        return wikidata_urls(endpoints, [m.group(1) for m in map(_QID.match, names) if m], by_title=False)
+    if source == "yago":
+        return wikidata_urls(endpoints, list(dict.fromkeys(map(yago_title, names))), by_title=True)
+    return dbpedia_urls(endpoints, list(dict.fromkeys(map(dbpedia_iri, names))))
+
+
+# --------------------------------------------------------------------------------------------
+# Wikimedia Commons file information (licence, sha1)
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def commons_info_urls(endpoints: Endpoints, files: Sequence[str]) -> list[str]:
+    return [f"{endpoints.commons_api}?" + urlencode({
+        "action": "query", "titles": "|".join(f"File:{f}" for f in chunk), "prop": "imageinfo",
+        "iiprop": "sha1|size|extmetadata", "iiextmetadatafilter": "LicenseShortName|Artist",
+        "format": "json", "formatversion": "2"}) for chunk in batches(files)]
+
+
+def commons_info(cache: ResponseCache, endpoints: Endpoints, files: Sequence[str]) -> dict[str, dict]:
+    """Commons file name -> ``{"licence", "artist", "sha1", "size"}``; files Commons lacks are left out."""
+    out = {}
+    for url in commons_info_urls(endpoints, files):
+        query = _api_json(cache, url).get("query", {})
+        back = {n["to"]: n["from"] for n in query.get("normalized", [])}
+        for page in query.get("pages", []):
+            title = back.get(page.get("title", ""), page.get("title", ""))
+            info = (page.get("imageinfo") or [None])[0]
+            if page.get("missing") or info is None:
+                continue
+            meta = info.get("extmetadata", {})
+            plain = lambda key: _TAG.sub("", meta.get(key, {}).get("value", "")).strip()  # noqa: E731
+            out[commons_name(title)] = {"licence": plain("LicenseShortName") or "unknown (see the file page)",
+                                        "artist": plain("Artist"), "sha1": info.get("sha1", ""),
+                                        "size": int(info.get("size", 0))}
+    return out
