@@ -61,6 +61,14 @@ def job_counts(output: str) -> Counter:
     return counts
 
 
+def as_official(config: dict) -> dict:
+    """The config that ``--config features=official`` makes: each dataset's official_features in use."""
+    config = copy.deepcopy(config)
+    for entry in config["datasets"].values():
+        entry["features"] = entry.get("official_features", entry["features"])
+    return config
+
+
 def touch_bundles(workdir: Path, config: dict) -> None:
     """Empty placeholders for the authors' bundles (a dry run never reads them)."""
     for entry in config["datasets"].values():
@@ -94,6 +102,10 @@ def expected_runs(config: dict) -> set[tuple[str, str, str, int]]:
     return runs
 
 
+def sources_of(entry: dict) -> set[str]:
+    return {spec["source"] for spec in entry["features"].values()}
+
+
 def expected_counts(config: dict) -> Counter:
     runs = expected_runs(config)
     datasets = {d for d, _, _, _ in runs}
@@ -116,6 +128,8 @@ def expected_counts(config: dict) -> Counter:
             "train": len(runs),
             "run_config": len(runs),
             "fetch_dataset": sum(1 for d in datasets if "fetch" in config["datasets"][d]["raw"]),
+            "fetch_modalities": sum(1 for d in datasets if "modalities" in config["datasets"][d]["raw"]
+                                    and "encoder" in sources_of(config["datasets"][d])),
             "make_toy": sum(1 for d in datasets if "toy" in config["datasets"][d]["raw"]),
             "encode_images": sources[("image", "encoder")],
             "encode_texts": sources[("text", "encoder")],
@@ -135,18 +149,32 @@ def expected_counts(config: dict) -> Counter:
 
 
 def test_paper_dry_run_plans_every_experiment(tmp_path):
+    """A fresh clone plans fetch -> fetch_modalities -> encoders -> train, with no manual step."""
     config = load(PAPER)
-    touch_bundles(tmp_path, config)
     result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
     expected = expected_counts(config)
     assert {k: v for k, v in counts.items() if k != "total"} == dict(expected)
     assert counts["total"] == sum(expected.values())
-    # all four benchmarks are fetched and get both feature files; every seed is planned
+    # all four benchmarks are fetched; images and texts of three come from their primary sources
     assert set(config["table2"]["datasets"]) == {"MKG-W", "MKG-Y", "DB15K", "KVC16K"}
-    assert counts["fetch_dataset"] == 4
+    assert counts["fetch_dataset"] == 4 and counts["fetch_modalities"] == 3
+    assert counts["encode_images"] == 3 and counts["encode_texts"] == 4  # KVC16K: names as text, no image
+    assert not {"official_bundle", "import_official_image", "import_official_text"} & set(counts)
+
+
+def test_official_switch_plans_the_bundles(tmp_path):
+    """``--config features=official``: the authors' bundles instead of the raw-data encoders."""
+    config = as_official(load(PAPER))
+    touch_bundles(tmp_path, config)
+    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", "--config", "features=official", config=PAPER)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.pop("total") == sum(expected_counts(config).values())
+    assert counts == expected_counts(config)
     assert counts["import_official_image"] == counts["import_official_text"] == 4
+    assert "fetch_modalities" not in counts and "encode_images" not in counts
 
 
 @pytest.mark.parametrize("target", ["table2", "table3", "table4", "figure3", "figure4", "figure5"])
@@ -163,26 +191,24 @@ def test_each_item_is_a_target_of_its_own(tmp_path, target):
 
 
 def test_a_single_run_is_a_file_target(tmp_path):
-    config = load(PAPER)
-    touch_bundles(tmp_path, config)
     target = "results/runs/DB15K/momok/wo_exid/seed1/metrics.json"
     result = snakemake(tmp_path, target, "-n", "--quiet", "rules", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
     assert counts["train"] == 1 and counts["run_config"] == 1 and counts["fetch_dataset"] == 1
-    assert counts["import_official_image"] == counts["import_official_text"] == 1
+    assert counts["fetch_modalities"] == counts["encode_images"] == counts["encode_texts"] == 1
     # a structure-only model (features set to null in its overrides) needs no feature files
     target = "results/runs/DB15K/transe/full/seed0/metrics.json"
     result = snakemake(tmp_path, target, "-n", "--quiet", "rules", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts["train"] == 1 and "import_official_image" not in counts and "import_official_text" not in counts
+    assert counts["train"] == 1 and not {"fetch_modalities", "encode_images", "encode_texts"} & set(counts)
 
 
 def test_fresh_clone_dry_run_plans_the_missing_bundles(tmp_path):
     """Without the authors' bundles the whole paper still plans: one official_bundle job each."""
-    config = load(PAPER)
-    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", config=PAPER)
+    config = as_official(load(PAPER))
+    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", "--config", "features=official", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     expected = expected_counts(config)
     expected["official_bundle"] = expected["import_official_image"] + expected["import_official_text"]
@@ -192,7 +218,8 @@ def test_fresh_clone_dry_run_plans_the_missing_bundles(tmp_path):
 
 
 def test_missing_bundle_stops_with_instructions(tmp_path):
-    result = snakemake(tmp_path, "resources/official/DB15K/img_features.pth", "--cores", "1", config=PAPER)
+    result = snakemake(tmp_path, "resources/official/DB15K/img_features.pth", "--cores", "1",
+                       "--config", "features=official", config=PAPER)
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert "resources/official/DB15K/img_features.pth is missing" in message
@@ -203,7 +230,7 @@ def test_missing_bundle_stops_with_instructions(tmp_path):
 def test_allow_missing_runs_without_the_modality(tmp_path):
     """A modality whose bundle is missing but allowed: no import job, features.<m>: null in the run
     config, which also shows the merge order of the config sections."""
-    config = load(PAPER)
+    config = as_official(load(PAPER))
     for entry in config["datasets"].values():
         entry["features"]["image"]["allow_missing"] = True
         entry["features"]["text"]["allow_missing"] = True
@@ -365,7 +392,9 @@ _DELETE = object()
         ("seeds", [], "seeds"),
         ("seeds", [0, 0], "seeds"),
         ("datasets.DB15K.features.image.source", "download", "download"),
-        ("datasets.DB15K.features.image.path", _DELETE, "path"),
+        ("datasets.DB15K.official_features.image.path", _DELETE, "path"),
+        ("datasets.DB15K.raw.modalities.max_images", -1, "max_images"),
+        ("features", "bundle", "bundle"),
         ("datasets.DB15K.raw", {"fetch": "DB15K", "toy": {}}, "raw"),
         ("figure3.ratios", [0.0, 1.5], "1.5"),
         ("figure4.grids.K.key", "num_experts", "num_experts"),
