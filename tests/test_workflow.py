@@ -205,6 +205,20 @@ def test_a_single_run_is_a_file_target(tmp_path):
     assert counts["train"] == 1 and not {"fetch_modalities", "encode_images", "encode_texts"} & set(counts)
 
 
+def test_fetch_modalities_command_and_inputs(tmp_path):
+    """The encoders wait for fetch_modalities, whose command carries datasets.<d>.raw.modalities."""
+    config = load(PAPER)
+    config["datasets"]["MKG-Y"]["raw"]["modalities"] = {"max_images": 2, "rate": 0.5, "contact": "me@example.org"}
+    path = write_config(tmp_path, config)
+    result = snakemake(tmp_path, "features/MKG-Y/image.safetensors", "-n", "-p", config=path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert ("momok fetch-modalities MKG-Y --dest data/raw/MKG-Y --contact me@example.org --max-images 2 --rate 0.5"
+            in output)
+    counts = job_counts(output)
+    assert counts["fetch_modalities"] == counts["fetch_dataset"] == counts["encode_images"] == 1
+
+
 def test_fresh_clone_dry_run_plans_the_missing_bundles(tmp_path):
     """Without the authors' bundles the whole paper still plans: one official_bundle job each."""
     config = as_official(load(PAPER))
