@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from momok import __version__
 from momok.cli import main
 from momok.data.datasets import entity_dirname, read_descriptions
 from momok.data.modalities import fetch_modalities, plan_modalities, read_manifest
@@ -48,7 +49,7 @@ class Services:
         self.bytes = {p.name: p.read_bytes() for p in (FIXTURES / "files").iterdir()}
         self.requests: list[str] = []
         self.user_agents: set[str] = set()
-        self.failures: list[int] = []  # statuses to answer, one per request, before answering normally
+        self.failures: list[int] = []  # statuses to answer (0: hang up), one per request, before answering normally
 
     def wbgetentities(self, query):
         out = {}
@@ -127,6 +128,9 @@ def services():
             state.requests.append(self.path)
             state.user_agents.add(self.headers.get("User-Agent", ""))
             status, body = state.answer(self.path)
+            if status == 0:  # a dropped connection, as a timed-out or reset request looks to the client
+                self.close_connection = True
+                return
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -196,7 +200,7 @@ def test_mkgw_wikidata_texts_p18_images_manifest_and_provenance(services, tmp_pa
                                        "/commons/wiki/Special:FilePath/Q370252_portrait.jpg"]
     assert parse_qs(calls[0].query)["ids"] == ["Q370252|Q234900|Q3857815"]
     assert parse_qs(calls[2].query)["width"] == ["500"]
-    assert all(ua.startswith("momok/") for ua in state.user_agents)
+    assert all(ua.startswith(f"momok/{__version__} (") and "Python-urllib/" in ua for ua in state.user_agents)
     rows = read_manifest(dest / "modalities" / "manifest.tsv")
     image_row = next(r for r in rows.values() if r["kind"] == "image")
     assert image_row["entity"] == q1 and image_row["licence"] == "CC BY-SA 4.0" and image_row["status"] == "ok"
@@ -307,7 +311,7 @@ def test_rate_limit_spaces_requests(services, tmp_path):
 def test_retry_with_exponential_backoff_on_503(services, tmp_path):
     state, endpoints = services
     dest = dataset_dir(tmp_path, "wikidata")
-    state.failures = [503, 503, 429]
+    state.failures = [503, 0, 429]
     clock = FakeClock()
     coverage, _ = fetch("wikidata", dest, endpoints, clock=clock, rate=1000.0)
     assert coverage["with_text"] == 2

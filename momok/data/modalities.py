@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from momok.data.fetch import _install, sha256_file
-from momok.data.modalities_http import PoliteClient, ResponseCache
+from momok.data.modalities_http import RATE, PoliteClient, ResponseCache
 from momok.data.modalities_sources import (DATASET_SOURCES, RESOLVERS, SOURCES, UNSUPPORTED, Endpoints,
                                            EntityRecord, commons_info, commons_info_urls, image_url,
                                            metadata_urls, number_of_calls)
@@ -318,7 +318,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="where the entities' data come from (default: the dataset's own source)")
     parser.add_argument("--max-images", type=int, default=MAX_IMAGES, help=f"images per entity (default: {MAX_IMAGES})")
     parser.add_argument("--width", type=int, default=WIDTH, help=f"thumbnail width in pixels (default: {WIDTH})")
-    parser.add_argument("--rate", type=float, default=2.0, help="requests per second at most (default: 2)")
+    parser.add_argument("--rate", type=float, default=RATE, help=f"requests per second at most (default: {RATE:g})")
     parser.add_argument("--retries", type=int, default=5,
                         help="retries of a request answered 429/5xx or timed out, with exponential backoff "
                              "(default: 5)")

@@ -17,8 +17,10 @@ without waiting.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,9 +30,13 @@ from pathlib import Path
 from momok import __version__
 from momok.errors import MomokError
 
-USER_AGENT = (f"momok/{__version__} (reproduction pipeline of the MoMoK multi-modal KG paper; "
-              "benchmark modality fetcher)")
-"""The User-Agent of every request; ``--contact`` appends an e-mail or URL where operators can reach you."""
+USER_AGENT = ("momok/{version} (reproduction pipeline of the MoMoK multi-modal KG paper: benchmark modality "
+              "fetcher{contact}) Python-urllib/{python}")
+"""The User-Agent of every request (the form Wikimedia's policy asks for); ``--contact`` adds an e-mail
+or URL where the services' operators can reach you."""
+
+RATE = 2.0
+"""Requests per second at most (``--rate``)."""
 
 MAX_WAIT = 300.0
 """The longest wait (seconds) between two tries, whatever the backoff or ``Retry-After`` says."""
@@ -46,7 +52,7 @@ class PoliteClient:
     User-Agent. clock / sleep: ``time.monotonic`` / ``time.sleep`` unless a test passes others.
     """
 
-    def __init__(self, *, rate: float = 2.0, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
+    def __init__(self, *, rate: float = RATE, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
                  contact: str | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if not rate > 0:
@@ -55,7 +61,8 @@ class PoliteClient:
             raise MomokError(f"--retries must be >= 0, got {retries}")
         self.interval = 1.0 / rate
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
-        self.user_agent = USER_AGENT + (f"; contact: {contact}" if contact else "")
+        self.user_agent = USER_AGENT.format(version=__version__, contact=f"; contact: {contact}" if contact else "",
+                                            python=f"{sys.version_info[0]}.{sys.version_info[1]}")
         self.clock, self.sleep = clock, sleep
         self.requests = 0  # requests sent (retries included)
         self._last: float | None = None
@@ -86,7 +93,8 @@ class PoliteClient:
                 retry_after = (err.headers or {}).get("Retry-After", "")
                 if retry_after.strip().isdigit():
                     wait = float(retry_after)
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+                    http.client.HTTPException) as err:  # HTTPException: e.g. a body cut short
                 problem = f"{getattr(err, 'reason', err)}"
             if attempt == self.retries:
                 raise MomokError(f"{url}: {problem} (gave up after {self.retries + 1} tries)")
