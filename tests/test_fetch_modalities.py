@@ -356,6 +356,20 @@ def test_local_file_that_differs_from_the_manifest_is_refetched(services, tmp_pa
     assert image.read_bytes() == state.bytes["Q370252 portrait.jpg"]
 
 
+def test_other_width_replaces_the_thumbnails(services, tmp_path):
+    state, endpoints = services
+    dest = dataset_dir(tmp_path, "yago")
+    fetch("yago", dest, endpoints)
+    before = set((dest / "images").rglob("*.*"))
+    state.requests.clear()
+    coverage, _ = fetch("yago", dest, endpoints, width=300)
+    assert len(state.requests) == 3 and all("width=300" in r for r in state.requests)
+    after = set((dest / "images").rglob("*.*"))
+    assert len(after) == len(before) == coverage["images"] == 3 and not after & before
+    rows = read_manifest(dest / "modalities" / "manifest.tsv").values()
+    assert all(r["source_url"].endswith("?width=300") for r in rows if r["kind"] == "image")
+
+
 def test_plan_counts_without_requests(services, tmp_path, capsys):
     state, endpoints = services
     dest = dataset_dir(tmp_path, "dbpedia")

@@ -4,8 +4,8 @@ Collects each entity's description text and up to N images from the benchmark's 
 (MKG-W: Wikidata + Commons; MKG-Y: YAGO name -> English Wikipedia title -> Wikidata + Commons; DB15K:
 DBpedia + Commons; see :mod:`momok.data.modalities_sources`) into the layout that ``momok features
 image|text`` reads (docs/ARCHITECTURE.md): ``DIR/descriptions.tsv`` and
-``DIR/images/<entity_dirname(name)>/<16 hex>.<png|jpg|...>``. ``DIR`` is a dataset folder written by
-``momok fetch`` (its ``entity2id.txt`` lists the entities).
+``DIR/images/<entity_dirname(name)>/<16 hex digits of sha256(source URL)>.<png|jpg|...>``. ``DIR``
+is a dataset folder written by ``momok fetch`` (its ``entity2id.txt`` lists the entities).
 
 Bookkeeping under ``DIR/modalities/``:
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from momok.data.fetch import _install, sha256_file
-from momok.data.modalities_http import RATE, PoliteClient, ResponseCache
+from momok.data.modalities_http import RATE, RETRIES, TIMEOUT, PoliteClient, ResponseCache
 from momok.data.modalities_sources import (DATASET_SOURCES, RESOLVERS, SOURCES, UNSUPPORTED, Endpoints,
                                            EntityRecord, commons_info, commons_info_urls, image_url,
                                            metadata_urls, number_of_calls)
@@ -135,8 +135,9 @@ class Layout:
         return self.dest / "images" / entity_dirname(entity)
 
     @staticmethod
-    def stem(file: str) -> str:
-        return hashlib.sha256(file.encode("utf-8")).hexdigest()[:16]
+    def stem(url: str) -> str:
+        """An image's file name without suffix: its source URL's sha256, first 16 hex digits."""
+        return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
 class ImageFetcher:
@@ -160,7 +161,7 @@ class ImageFetcher:
 
     def fetch(self, entity: str, file: str, info: dict) -> dict:
         url = image_url(self.endpoints, file, self.width)
-        folder, stem = self.layout.image_dir(entity), self.layout.stem(file)
+        folder, stem = self.layout.image_dir(entity), self.layout.stem(url)
         on_disk = sorted(folder.glob(f"{stem}.*")) if folder.is_dir() else []
         row = self.rows.get((entity, "image", url))
         same_remote = row is not None and row["source_sha1"] == info["sha1"]
@@ -319,10 +320,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=int, default=MAX_IMAGES, help=f"images per entity (default: {MAX_IMAGES})")
     parser.add_argument("--width", type=int, default=WIDTH, help=f"thumbnail width in pixels (default: {WIDTH})")
     parser.add_argument("--rate", type=float, default=RATE, help=f"requests per second at most (default: {RATE:g})")
-    parser.add_argument("--retries", type=int, default=5,
+    parser.add_argument("--retries", type=int, default=RETRIES,
                         help="retries of a request answered 429/5xx or timed out, with exponential backoff "
-                             "(default: 5)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a server (default: 60)")
+                             f"(default: {RETRIES})")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT,
+                        help=f"seconds to wait for a server (default: {TIMEOUT:g})")
     parser.add_argument("--contact", default=None, help="an e-mail or URL appended to the User-Agent (recommended)")
     parser.add_argument("--refresh", action="store_true",
                         help="ask every metadata request again and refetch images whose Commons sha1 changed")

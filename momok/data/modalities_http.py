@@ -38,6 +38,12 @@ or URL where the services' operators can reach you."""
 RATE = 2.0
 """Requests per second at most (``--rate``)."""
 
+RETRIES = 5
+"""Tries after the first one of a request answered 429/5xx or timed out (``--retries``)."""
+
+TIMEOUT = 60.0
+"""Seconds to wait for an answer (``--timeout``)."""
+
 MAX_WAIT = 300.0
 """The longest wait (seconds) between two tries, whatever the backoff or ``Retry-After`` says."""
 
@@ -52,7 +58,7 @@ class PoliteClient:
     User-Agent. clock / sleep: ``time.monotonic`` / ``time.sleep`` unless a test passes others.
     """
 
-    def __init__(self, *, rate: float = RATE, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
+    def __init__(self, *, rate: float = RATE, retries: int = RETRIES, backoff: float = 1.0, timeout: float = TIMEOUT,
                  contact: str | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if not rate > 0:
