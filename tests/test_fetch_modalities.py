@@ -43,7 +43,8 @@ class Services:
     """The fixture data behind the server; tests change it (a file that changed, failures to inject)."""
 
     def __init__(self):
-        self.items = json.loads((FIXTURES / "wikidata.json").read_text(encoding="utf-8"))["entities"]
+        wikidata = json.loads((FIXTURES / "wikidata.json").read_text(encoding="utf-8"))
+        self.items, self.redirects = wikidata["entities"], wikidata["enwiki_redirects"]
         self.files = json.loads((FIXTURES / "commons.json").read_text(encoding="utf-8"))["files"]
         self.resources = json.loads((FIXTURES / "dbpedia.json").read_text(encoding="utf-8"))["resources"]
         self.bytes = {p.name: p.read_bytes() for p in (FIXTURES / "files").iterdir()}
@@ -64,6 +65,18 @@ class Services:
                 else:
                     out[f"-{n}"] = {"site": "enwiki", "title": title, "missing": ""}
         return {"entities": out, "success": 1}
+
+    def enwiki_pageprops(self, query):
+        by_title = {i["sitelinks"]["enwiki"]["title"]: i["id"] for i in self.items.values() if i["sitelinks"]}
+        redirects, pages = [], []
+        for title in query["titles"][0].split("|"):
+            if title in self.redirects:
+                redirects.append({"from": title, "to": self.redirects[title]})
+                title = self.redirects[title]
+            page = {"ns": 0, "title": title}
+            page.update({"pageprops": {"wikibase_item": by_title[title]}} if title in by_title else {"missing": True})
+            pages.append(page)
+        return {"batchcomplete": True, "query": {"redirects": redirects, "pages": pages}}
 
     def imageinfo(self, query):
         pages, normalized = [], []
@@ -105,6 +118,8 @@ class Services:
         query = parse_qs(parts.query)
         if parts.path == "/wikidata/w/api.php" and query.get("action") == ["wbgetentities"]:
             return 200, json.dumps(self.wbgetentities(query)).encode()
+        if parts.path == "/enwiki/w/api.php" and query.get("ppprop") == ["wikibase_item"]:
+            return 200, json.dumps(self.enwiki_pageprops(query)).encode()
         if parts.path == "/commons/w/api.php" and query.get("prop") == ["imageinfo"]:
             return 200, json.dumps(self.imageinfo(query)).encode()
         if parts.path.startswith("/commons/wiki/Special:FilePath/"):
@@ -141,7 +156,8 @@ def services():
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
-        yield state, Endpoints(wikidata_api=f"{base}/wikidata/w/api.php", commons_api=f"{base}/commons/w/api.php",
+        yield state, Endpoints(wikidata_api=f"{base}/wikidata/w/api.php", enwiki_api=f"{base}/enwiki/w/api.php",
+                               commons_api=f"{base}/commons/w/api.php",
                                commons_filepath=f"{base}/commons/wiki/Special:FilePath",
                                dbpedia_sparql=f"{base}/dbpedia/sparql")
     finally:
@@ -224,8 +240,12 @@ def test_mkgy_yago_names_through_wikipedia_titles(services, tmp_path):
     assert titles["sites"] == ["enwiki"]
     assert titles["titles"] == ["Gilles Mbang Ondo|Libreville|Ángel Pérez (footballer)|Hideaki Takeda"]
     texts = read_descriptions(dest)
-    assert texts["Ángel_Pérez_(footballer)"] == "Ángel Pérez: hand-made fixture: a footballer without an image"
     assert "Hideaki_Takeda" not in texts
+    # a renamed page: not matched by title, found through the English Wikipedia redirect, then by id
+    assert texts["Ángel_Pérez_(footballer)"] == "Ángel Pérez: hand-made fixture: a footballer without an image"
+    second = [parse_qs(urlsplit(r).query) for r in state.requests[1:3]]
+    assert second[0]["titles"] == ["Ángel Pérez (footballer)|Hideaki Takeda"] and second[0]["redirects"] == ["1"]
+    assert second[1]["ids"] == ["Q5000003"]
     # preferred rank first, deprecated skipped; "Mbang_Ondo_2010.jpg" (underscores) is the same file
     libreville = [p.read_bytes() for p in images_of(dest, "Libreville")]
     assert sorted(libreville) == sorted([state.bytes["Libreville skyline.jpg"], state.bytes["Libreville map.svg"]])
@@ -236,7 +256,9 @@ def test_mkgy_yago_names_through_wikipedia_titles(services, tmp_path):
     lines = (dest / "modalities" / "provenance.jsonl").read_text().splitlines()
     provenance = {p["entity"]: p for p in map(json.loads, lines)}
     assert provenance["Libreville"]["wikidata"] == "Q5000002" and provenance["Libreville"]["enwiki"] == "Libreville"
-    assert provenance["Hideaki_Takeda"]["missing"] == "no Wikidata item for this enwiki title"
+    assert provenance["Hideaki_Takeda"]["missing"] == "no English Wikipedia page with a Wikidata item"
+    assert provenance["Ángel_Pérez_(footballer)"]["enwiki_page"] == "Ángel Pérez (footballer, born 1981)"
+    assert provenance["Ángel_Pérez_(footballer)"]["wikidata"] == "Q5000003"
     assert (coverage["with_text"], coverage["with_image"], coverage["images"]) == (3, 2, 3)
 
 
@@ -303,9 +325,9 @@ def test_rate_limit_spaces_requests(services, tmp_path):
     dest = dataset_dir(tmp_path, "yago")
     clock = FakeClock()
     fetch("yago", dest, endpoints, clock=clock, rate=4.0)
-    assert len(state.requests) == 5  # wbgetentities, imageinfo, 3 thumbnails
+    assert len(state.requests) == 7  # wbgetentities by title, enwiki, wbgetentities by id, imageinfo, 3 thumbnails
     # the fake clock stands still between requests, so each later request waits the full 1/rate
-    assert clock.sleeps == pytest.approx([0.25] * 4)
+    assert clock.sleeps == pytest.approx([0.25] * 6)
 
 
 def test_retry_with_exponential_backoff_on_503(services, tmp_path):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from momok.data.fetch import _install, sha256_file
-from momok.data.modalities_http import RATE, RETRIES, TIMEOUT, PoliteClient, ResponseCache
+from momok.data.modalities_http import RATE, RETRIES, TIMEOUT, NotCached, PoliteClient, ResponseCache
 from momok.data.modalities_sources import (DATASET_SOURCES, RESOLVERS, SOURCES, UNSUPPORTED, Endpoints,
                                            EntityRecord, commons_info, commons_info_urls, image_url,
                                            metadata_urls, number_of_calls)
@@ -275,6 +275,7 @@ def plan_modalities(dataset: str, dest: str | Path, *, source: str | None = None
                     width: int = WIDTH, log: Callable[[str], None] = print) -> dict:
     """What :func:`fetch_modalities` would download, from the entity list and what is cached; no request.
 
+    ``metadata_requests`` counts the first-stage calls (MKG-Y may need a few more for renamed pages).
     Before the metadata are cached the image counts are upper bounds (every entity with ``max_images``
     images); once they are, the candidates are known and the count is that of the candidates the
     manifest has not settled (each may still turn out missing or bad).
@@ -287,9 +288,12 @@ def plan_modalities(dataset: str, dest: str | Path, *, source: str | None = None
     cached = sum(cache.has(u) for u in urls)
     manifest = read_manifest(layout.manifest)
     done = sum(r["status"] == "ok" for k, r in manifest.items() if k[1] == "image")
-    exact = cached == len(urls)
-    if exact:  # every answer is on disk: the resolver reads them without a request
+    try:  # with every answer on disk, the resolver reads them without a request
         records = RESOLVERS[source](cache, endpoints, entities)
+        exact = True
+    except NotCached:  # (MKG-Y: its second stage depends on the first's answers)
+        exact = False
+    if exact:
         wanted = list(dict.fromkeys(f for name in entities for f in records[name].images))
         info_calls = sum(not cache.has(u) for u in commons_info_urls(endpoints, wanted))
         images = sum((name, "image", image_url(endpoints, file, width)) not in manifest

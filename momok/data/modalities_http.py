@@ -108,11 +108,16 @@ class PoliteClient:
         raise AssertionError("unreachable")
 
 
+class NotCached(MomokError):
+    """A look-up-only cache (``client=None``) was asked for an answer it does not have."""
+
+
 class ResponseCache:
     """Answers of metadata requests on disk, one file per URL (``<folder>/<sha256(url)>``).
 
     A 404 is kept as an empty ``.404`` file so that it is not asked again either. ``refresh=True``
-    asks the server again and overwrites what was kept. ``client=None``: look-ups only (``has``).
+    asks the server again and overwrites what was kept. ``client=None``: look-ups only (``get``
+    raises :class:`NotCached` for what is not kept).
     """
 
     def __init__(self, folder: str | Path, client: PoliteClient | None, *, refresh: bool = False):
@@ -132,6 +137,8 @@ class ResponseCache:
                 return body_path.read_bytes()
             if missing_path.exists():
                 return None
+        if self.client is None:
+            raise NotCached(url)
         body = self.client.get(url)
         self.folder.mkdir(parents=True, exist_ok=True)
         if body is None:

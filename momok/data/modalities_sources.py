@@ -5,8 +5,8 @@
   ``P18`` (image) claims, preferred rank first, deprecated ones skipped.
 * ``yago`` (MKG-Y, names ``Douglas_Adams``): a YAGO name is an English Wikipedia title with
   underscores; ``wbgetentities`` with ``sites=enwiki&titles=...`` (50 a call) finds the Wikidata item
-  of each title and answers the same as above. A title that Wikipedia redirects comes back under the
-  redirect target and is recorded as missing.
+  of each title and answers the same as above; titles it does not match (pages renamed since, now
+  redirects) are looked up in the English Wikipedia API, which follows redirects.
 * ``dbpedia`` (DB15K, names ``<http://dbpedia.org/resource/Anarchism>``): the DBpedia SPARQL endpoint,
   50 resources a query: the English ``dbo:abstract`` (CC BY-SA 3.0) and the ``dbo:thumbnail`` and
   ``foaf:depiction`` images (Wikimedia Commons ``Special:FilePath`` links).
@@ -55,6 +55,7 @@ class Endpoints:
     """Base URLs of the services (tests point them at a local server)."""
 
     wikidata_api: str = "https://www.wikidata.org/w/api.php"
+    enwiki_api: str = "https://en.wikipedia.org/w/api.php"
     commons_api: str = "https://commons.wikimedia.org/w/api.php"
     commons_filepath: str = "https://commons.wikimedia.org/wiki/Special:FilePath"
     dbpedia_sparql: str = "https://dbpedia.org/sparql"
@@ -146,29 +147,34 @@ def _item_record(item: dict) -> EntityRecord:
                         missing=None if text or images else "no English label, description or P18")
 
 
+def _items_by_id(cache: ResponseCache, endpoints: Endpoints, qids: Sequence[str]) -> dict[str, dict | None]:
+    """Wikidata id -> its item as ``wbgetentities`` answers it (a redirected id: the target's), None if missing."""
+    items: dict[str, dict | None] = {}
+    for url in wikidata_urls(endpoints, list(dict.fromkeys(qids)), by_title=False):
+        for key, item in _api_json(cache, url).get("entities", {}).items():
+            items[item.get("redirects", {}).get("from", key)] = None if "missing" in item else item
+    return items
+
+
+def _found(item: dict, route: dict[str, str]) -> EntityRecord:
+    record = _item_record(item)
+    record.route = {**route, "wikidata": item["id"]}
+    return record
+
+
 def wikidata_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
     """MKG-W: entity name (a Wikidata URI) -> record."""
-    qids = {}
+    qids = {name: match.group(1) for name in names if (match := _QID.match(name))}
+    items = _items_by_id(cache, endpoints, list(qids.values()))
     out = {}
     for name in names:
-        match = _QID.match(name)
-        if match:
-            qids[match.group(1)] = name
-        else:
+        if name not in qids:
             out[name] = EntityRecord(missing="not a Wikidata entity URI")
-    for url in wikidata_urls(endpoints, list(qids), by_title=False):
-        for key, item in _api_json(cache, url).get("entities", {}).items():
-            asked = item.get("redirects", {}).get("from", key)
-            if asked not in qids:
-                continue
-            if "missing" in item:
-                out[qids[asked]] = EntityRecord(route={"wikidata": asked}, missing="no such Wikidata item")
-            else:
-                record = _item_record(item)
-                record.route = {"wikidata": asked, **({"redirected_to": item["id"]} if item["id"] != asked else {})}
-                out[qids[asked]] = record
-    for qid, name in qids.items():
-        out.setdefault(name, EntityRecord(route={"wikidata": qid}, missing="not in the wbgetentities answer"))
+        elif items.get(qids[name]) is None:
+            out[name] = EntityRecord(route={"wikidata": qids[name]}, missing="no such Wikidata item")
+        else:
+            item = items[qids[name]]
+            out[name] = _found(item, {"redirected_from": qids[name]} if item["id"] != qids[name] else {})
     return out
 
 
@@ -178,28 +184,57 @@ def yago_title(name: str) -> str:
     return title[:1].upper() + title[1:]
 
 
+def enwiki_urls(endpoints: Endpoints, titles: Sequence[str]) -> list[str]:
+    """English Wikipedia ``query`` calls that follow redirects and give each page's Wikidata id."""
+    return [f"{endpoints.enwiki_api}?" + urlencode({
+        "action": "query", "titles": "|".join(chunk), "redirects": "1", "prop": "pageprops",
+        "ppprop": "wikibase_item", "format": "json", "formatversion": "2"}) for chunk in batches(titles)]
+
+
+def enwiki_items(cache: ResponseCache, endpoints: Endpoints, titles: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """English Wikipedia title -> (the page's title after normalisation and redirects, its Wikidata id)."""
+    out = {}
+    for chunk, url in zip(batches(titles), enwiki_urls(endpoints, titles)):
+        query = _api_json(cache, url).get("query", {})
+        steps = {s["from"]: s["to"] for s in query.get("normalized", []) + query.get("redirects", [])}
+        pages = {p.get("title"): p.get("pageprops", {}).get("wikibase_item") for p in query.get("pages", [])}
+        for title in chunk:
+            final, seen = title, set()
+            while final in steps and final not in seen:
+                seen.add(final)
+                final = steps[final]
+            if pages.get(final):
+                out[title] = (final, pages[final])
+    return out
+
+
 def yago_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
-    """MKG-Y: YAGO name -> English Wikipedia title -> Wikidata item -> record."""
+    """MKG-Y: YAGO name -> English Wikipedia title -> Wikidata item -> record.
+
+    First ``wbgetentities`` by ``enwiki`` title (50 a call); titles it does not match (renamed pages:
+    redirects) go through the English Wikipedia API (redirects followed, the page's ``wikibase_item``,
+    50 a call) and then ``wbgetentities`` by id.
+    """
     titles: dict[str, str] = {}
     for name in names:
         titles.setdefault(yago_title(name), name)
-    out = {}
+    found: dict[str, EntityRecord] = {}
     for url in wikidata_urls(endpoints, list(titles), by_title=True):
         for item in _api_json(cache, url).get("entities", {}).values():
-            if "missing" in item:
-                title = item.get("title", "")
-                if title in titles:
-                    out[titles[title]] = EntityRecord(route={"enwiki": title},
-                                                      missing="no Wikidata item for this enwiki title")
-                continue
             title = item.get("sitelinks", {}).get("enwiki", {}).get("title")
-            if title in titles:
-                record = _item_record(item)
-                record.route = {"enwiki": title, "wikidata": item["id"]}
-                out[titles[title]] = record
+            if "missing" not in item and title in titles:
+                found[title] = _found(item, {"enwiki": title})
+    leftover = [t for t in titles if t not in found]
+    pages = enwiki_items(cache, endpoints, leftover) if leftover else {}
+    items = _items_by_id(cache, endpoints, [qid for _, qid in pages.values()])
+    for title, (page, qid) in pages.items():
+        if items.get(qid) is not None:
+            found[title] = _found(items[qid], {"enwiki": title, "enwiki_page": page})
+    out = {}
     for name in names:
-        out.setdefault(name, EntityRecord(route={"enwiki": yago_title(name)},
-                                          missing="enwiki title not matched (redirected or not found)"))
+        title = yago_title(name)
+        out[name] = found.get(title) or EntityRecord(route={"enwiki": title},
+                                                     missing="no English Wikipedia page with a Wikidata item")
     return out
 
 
