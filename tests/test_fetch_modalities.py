@@ -103,6 +103,7 @@ class Services:
             values = [("abstract", v, "literal") for v in [resource.get("abstract")] if v]
             values += [("thumbnail", v, "uri") for v in [resource.get("thumbnail")] if v]
             values += [("depiction", v, "uri") for v in resource.get("depiction", [])]
+            values += [("redirect", v, "uri") for v in [resource.get("redirect")] if v]
             for kind, value, typ in values:
                 row = {"s": {"type": "uri", "value": subject}, "kind": {"type": "literal", "value": kind},
                        "value": {"type": typ, "value": value}}
@@ -273,6 +274,13 @@ def test_db15k_dbpedia_abstracts_bad_bytes_and_missing_files(services, tmp_path)
                      pedagogy: "Hand-made fixture abstract of Pedagogy, no image."}
     query = parse_qs(urlsplit(state.requests[0]).query)["query"][0]
     assert f"<{DBR}Franciaország>" in query and 'FILTER(lang(?value) = "en")' in query
+    # Pedagogy is a redirect: a second query asks for its target
+    query = parse_qs(urlsplit(state.requests[1]).query)["query"][0]
+    assert re.search(r"VALUES \?s \{ <([^>]+)> \}", query).group(1) == f"{DBR}Pedagogy_(fixture_target)"
+    lines = (dest / "modalities" / "provenance.jsonl").read_text().splitlines()
+    provenance = {p["entity"]: p for p in map(json.loads, lines)}
+    assert provenance[pedagogy]["redirect"] == f"{DBR}Pedagogy_(fixture_target)"
+    assert provenance[francia]["missing"] == "no English abstract or image in DBpedia"
     # thumbnail and its depiction are one file; then the sorted depictions until 3 images or none left
     assert [p.read_bytes() for p in images_of(dest, anarchism)] == [state.bytes["Anarchy-symbol.svg"]]
     assert sorted(p.read_bytes() for p in images_of(dest, alabama)) == sorted(
@@ -285,6 +293,8 @@ def test_db15k_dbpedia_abstracts_bad_bytes_and_missing_files(services, tmp_path)
     assert not any("Broken" in p.name for p in (dest / "images").rglob("*"))
     assert rows[(anarchism, "ok")]["licence"] == "Public domain"
     assert {r["licence"] for r in manifest if r["kind"] == "text"} == {"CC-BY-SA-3.0"}
+    text_row = next(r for r in manifest if r["entity"] == pedagogy)
+    assert text_row["source_url"] == "http://dbpedia.org/page/Pedagogy_(fixture_target)"
     assert rows[(anarchism, "ok")]["source_url"].endswith("/Special:FilePath/Anarchy-symbol.svg?width=500")
     counts = (coverage["with_text"], coverage["with_image"], coverage["bad_images"], coverage["not_found"])
     assert counts == (3, 2, 1, 1)

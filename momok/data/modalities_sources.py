@@ -9,7 +9,8 @@
   redirects) are looked up in the English Wikipedia API, which follows redirects.
 * ``dbpedia`` (DB15K, names ``<http://dbpedia.org/resource/Anarchism>``): the DBpedia SPARQL endpoint,
   50 resources a query: the English ``dbo:abstract`` (CC BY-SA 3.0) and the ``dbo:thumbnail`` and
-  ``foaf:depiction`` images (Wikimedia Commons ``Special:FilePath`` links).
+  ``foaf:depiction`` images (Wikimedia Commons ``Special:FilePath`` links); a resource that is now a
+  redirect (``dbo:wikiPageRedirects``) takes its target's (a second query).
 
 Image files are Wikimedia Commons file names; :func:`commons_info` asks the Commons API (50 files a
 call) for each file's licence, original size and sha1, and :func:`image_url` is the ``Special:FilePath``
@@ -245,6 +246,7 @@ _IRI_UNSAFE = re.compile(r'[\x00-\x20<>"{}|^`\\]')
 ABSTRACT = "http://dbpedia.org/ontology/abstract"
 THUMBNAIL = "http://dbpedia.org/ontology/thumbnail"
 DEPICTION = "http://xmlns.com/foaf/0.1/depiction"
+REDIRECT = "http://dbpedia.org/ontology/wikiPageRedirects"
 
 
 def dbpedia_iri(name: str) -> str:
@@ -259,7 +261,8 @@ def dbpedia_query(iris: Sequence[str]) -> str:
         "SELECT ?s ?kind ?value WHERE { VALUES ?s { " + values + " } "
         f'{{ ?s <{ABSTRACT}> ?value . FILTER(lang(?value) = "en") BIND("abstract" AS ?kind) }} '
         f'UNION {{ ?s <{THUMBNAIL}> ?value . BIND("thumbnail" AS ?kind) }} '
-        f'UNION {{ ?s <{DEPICTION}> ?value . BIND("depiction" AS ?kind) }} }}'
+        f'UNION {{ ?s <{DEPICTION}> ?value . BIND("depiction" AS ?kind) }} '
+        f'UNION {{ ?s <{REDIRECT}> ?value . BIND("redirect" AS ?kind) }} }}'
     )
 
 
@@ -274,24 +277,38 @@ def _filepath_name(url: str) -> str | None:
     return commons_name(match.group(1)) if match else None
 
 
-def dbpedia_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
-    """DB15K: DBpedia resource -> record (English abstract; thumbnail, then depictions)."""
-    iris = {dbpedia_iri(name): name for name in names}
-    found: dict[str, dict[str, list[str]]] = {}
+def _dbpedia_kinds(cache: ResponseCache, endpoints: Endpoints, iris: Sequence[str]) -> dict[str, dict]:
+    """IRI -> {"abstract", "thumbnail", "depiction", "redirect": [values]} for the IRIs DBpedia knows."""
+    wanted, found = set(iris), {}
     for url in dbpedia_urls(endpoints, list(iris)):
         for row in _api_json(cache, url).get("results", {}).get("bindings", []):
             subject = row.get("s", {}).get("value")
-            if subject not in iris:
+            if subject not in wanted:
                 continue
-            kinds = found.setdefault(subject, {"abstract": [], "thumbnail": [], "depiction": []})
+            kinds = found.setdefault(subject, {"abstract": [], "thumbnail": [], "depiction": [], "redirect": []})
             kind, value = row.get("kind", {}).get("value"), row.get("value", {}).get("value", "")
             if kind in kinds and value:
                 kinds[kind].append(value)
+    return found
+
+
+def dbpedia_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[str]) -> dict[str, EntityRecord]:
+    """DB15K: DBpedia resource -> record (English abstract; thumbnail, then depictions). A resource
+    that is a redirect (``dbo:wikiPageRedirects``) with nothing of its own takes its target's data."""
+    iris = {dbpedia_iri(name): name for name in names}
+    found = _dbpedia_kinds(cache, endpoints, list(iris))
+    redirects = {iri: kinds["redirect"][0] for iri, kinds in found.items()
+                 if kinds["redirect"] and not (kinds["abstract"] or kinds["thumbnail"] or kinds["depiction"])}
+    targets = _dbpedia_kinds(cache, endpoints, sorted(set(redirects.values()))) if redirects else {}
     out = {}
     for iri, name in iris.items():
+        route = {"dbpedia": iri}
         kinds = found.get(iri)
-        if kinds is None:
-            out[name] = EntityRecord(route={"dbpedia": iri}, missing="no English abstract or image in DBpedia")
+        if iri in redirects and redirects[iri] in targets:
+            route["redirect"] = redirects[iri]
+            kinds = targets[redirects[iri]]
+        if kinds is None or not (kinds["abstract"] or kinds["thumbnail"] or kinds["depiction"]):
+            out[name] = EntityRecord(route=route, missing="no English abstract or image in DBpedia")
             continue
         text = " ".join(kinds["abstract"][0].split()) if kinds["abstract"] else None
         images = []
@@ -299,9 +316,9 @@ def dbpedia_records(cache: ResponseCache, endpoints: Endpoints, names: Sequence[
             file = _filepath_name(link)
             if file and file not in images:
                 images.append(file)
-        out[name] = EntityRecord(text=text, text_url=iri.replace("/resource/", "/page/", 1),
-                                 text_licence=DBPEDIA_LICENCE if text else None, images=images,
-                                 route={"dbpedia": iri})
+        page = route.get("redirect", iri).replace("/resource/", "/page/", 1)
+        out[name] = EntityRecord(text=text, text_url=page, text_licence=DBPEDIA_LICENCE if text else None,
+                                 images=images, route=route)
     return out
 
 
