@@ -408,6 +408,7 @@ _DELETE = object()
         ("datasets.DB15K.features.image.source", "download", "download"),
         ("datasets.DB15K.official_features.image.path", _DELETE, "path"),
         ("datasets.DB15K.raw.modalities.max_images", -1, "max_images"),
+        ("datasets.DB15K.raw", {"toy": {}, "modalities": {}}, "fetch"),  # modalities need a benchmark name
         ("features", "bundle", "bundle"),
         ("datasets.DB15K.raw", {"fetch": "DB15K", "toy": {}}, "raw"),
         ("figure3.ratios", [0.0, 1.5], "1.5"),

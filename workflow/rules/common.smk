@@ -117,9 +117,9 @@ def missing_source_message(dataset, modality, spec):
             return (
                 f"datasets.{dataset}.features.image: source 'encoder' needs the entity images under "
                 f"{raw_dir(dataset)}/images/<entity>/*.png|jpg, which `momok fetch` does not download. "
-                f"Put them there (layout: docs/ARCHITECTURE.md), set raw.modalities to fetch them, use "
-                f"source 'official' with the "
-                f"authors' bundle, or set datasets.{dataset}.features.image.allow_missing: true."
+                f"Put them there (layout: docs/ARCHITECTURE.md), set raw.modalities to fetch them, "
+                f"use source 'official' with the authors' bundle, or set "
+                f"datasets.{dataset}.features.image.allow_missing: true."
             )
     return None
 

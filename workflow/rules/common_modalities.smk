@@ -34,5 +34,4 @@ def modality_files(wildcards):
 def modalities_arguments(wildcards):
     """momok fetch-modalities options from datasets.<name>.raw.modalities."""
     spec = dataset_config(wildcards.dataset)["raw"]["modalities"]
-    args = [f"--{key.replace('_', '-')} {shlex.quote(str(spec[key]))}" for key in sorted(spec) if spec[key] is not None]
-    return " ".join(args)
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in sorted(spec.items()))
