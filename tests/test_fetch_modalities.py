@@ -441,6 +441,26 @@ def test_cli_fetch_and_errors(services, tmp_path, capsys):
         PoliteClient(rate=0)
 
 
+@pytest.mark.parametrize("name, source, calls", [("MKG-W", "wikidata", 300), ("MKG-Y", "yago", 300),
+                                                 ("DB15K", "dbpedia", 257)])
+def test_real_entity_names_map_to_their_source(shared_datasets, name, source, calls):
+    """Every name of the real benchmarks has its id, title or IRI; 50 a call; URLs of a sane length."""
+    from momok.data.datasets import read_id_map
+    from momok.data.modalities_sources import DATASET_SOURCES, dbpedia_iri, metadata_urls, yago_title
+
+    names = read_id_map(shared_datasets / name / "entity2id.txt")
+    assert DATASET_SOURCES[name] == source
+    urls = metadata_urls(source, Endpoints(), names)
+    assert len(urls) == calls == -(-len(names) // 50)  # every entity asked for, none twice
+    assert max(map(len, urls)) < 8000  # common servers' limit on a request line
+    if source == "yago":
+        assert len({yago_title(n) for n in names}) == len(names) and not any("|" in n for n in names)
+    if source == "dbpedia":
+        iris = [dbpedia_iri(n) for n in names]
+        assert all(i.startswith(DBR) and not re.search(r'[<>"{}|^`\\ ]', i) for i in iris)
+        assert dbpedia_iri('<http://dbpedia.org/resource/Abraham_"Bram"_Stoker>') == f"{DBR}Abraham_%22Bram%22_Stoker"
+
+
 def test_manifest_is_a_plain_tsv(services, tmp_path):
     _, endpoints = services
     dest = dataset_dir(tmp_path, "dbpedia")

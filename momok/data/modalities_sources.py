@@ -41,10 +41,10 @@ DATASET_SOURCES = {"MKG-W": "wikidata", "MKG-Y": "yago", "DB15K": "dbpedia"}
 
 UNSUPPORTED = {
     "KVC16K": (
-        "KVC16K's entities are Chinese words from Kuaipedia (Kuaishou short-video encyclopedia) with no "
-        "public per-entity image or description source; the only public route is a lookup by label in "
-        "Chinese Wikipedia/Wikidata (wbsearchentities language=zh), which is ambiguous for common words "
-        "and is not implemented. Use the authors' feature bundle (config/official.yaml) or the entity "
+        "KVC16K's entities are Chinese words from Kuaipedia (a short-video encyclopedia) with no public "
+        "per-entity image or description source; the only public route is a lookup by label in Chinese "
+        "Wikipedia/Wikidata (wbsearchentities language=zh), which is ambiguous for common words and is not "
+        "implemented. Use the authors' feature bundle (snakemake --config features=official) or the entity "
         "names as text (momok features text without descriptions.tsv)."
     ),
 }
