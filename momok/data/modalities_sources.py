@@ -144,7 +144,6 @@ def _item_record(item: dict) -> EntityRecord:
             images.append(name)
     return EntityRecord(text=text, text_url=f"https://www.wikidata.org/wiki/{qid}",
                         text_licence=WIKIDATA_LICENCE if text else None, images=images,
-                        route={"wikidata": qid},
                         missing=None if text or images else "no English label, description or P18")
 
 
@@ -158,6 +157,7 @@ def _items_by_id(cache: ResponseCache, endpoints: Endpoints, qids: Sequence[str]
 
 
 def _found(item: dict, route: dict[str, str]) -> EntityRecord:
+    """The record of a Wikidata item, with the way it was found (``route``) and its id."""
     record = _item_record(item)
     record.route = {**route, "wikidata": item["id"]}
     return record
