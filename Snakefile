@@ -28,6 +28,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_modalities.smk"
 
 
 if workflow.is_main_process:
@@ -35,6 +36,7 @@ if workflow.is_main_process:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/modalities.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"

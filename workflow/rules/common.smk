@@ -111,15 +111,18 @@ def missing_source_message(dataset, modality, spec):
         if os.path.exists(spec["path"]):
             return None
         return official_bundle_instructions(dataset, modality, spec)
-    if source == "encoder" and modality == "image" and "fetch" in dataset_config(dataset)["raw"]:
-        # `momok fetch` downloads splits and id maps only; the images are the user's to provide.
+    raw = dataset_config(dataset)["raw"]
+    if source == "encoder" and modality == "image" and "fetch" in raw and "modalities" not in raw:
+        # `momok fetch` downloads splits and id maps only; without raw.modalities (momok
+        # fetch-modalities) the images are the user's to provide.
         # (Text needs nothing: without descriptions.tsv `momok features text` encodes names/labels.)
         if os.path.isdir(raw_dir(dataset)) and not images_present(dataset):
             return (
                 f"datasets.{dataset}.features.image: source 'encoder' needs the entity images under "
                 f"{raw_dir(dataset)}/images/<entity>/*.png|jpg, which `momok fetch` does not download. "
-                f"Put them there (layout: docs/ARCHITECTURE.md), use source 'official' with the "
-                f"authors' bundle, or set datasets.{dataset}.features.image.allow_missing: true."
+                f"Put them there (layout: docs/ARCHITECTURE.md), set raw.modalities to fetch them, "
+                f"use source 'official' with the authors' bundle, or set "
+                f"datasets.{dataset}.features.image.allow_missing: true."
             )
     return None
 

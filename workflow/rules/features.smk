@@ -6,6 +6,7 @@
 rule encode_images:
     input:
         raw=lambda wildcards: raw_files(wildcards.dataset),
+        modalities=modality_files,
     output:
         "features/{dataset}/image.safetensors",
     wildcard_constraints:
@@ -35,6 +36,7 @@ rule encode_images:
 rule encode_texts:
     input:
         raw=lambda wildcards: raw_files(wildcards.dataset),
+        modalities=modality_files,
     output:
         "features/{dataset}/text.safetensors",
     wildcard_constraints:
