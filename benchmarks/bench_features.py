@@ -40,9 +40,9 @@ def time_image(encoder_name: str, weights: str, images: list[list[Path]], batch_
 
 
 def time_text(model_dir: Path, texts: list[str], batch_size: int) -> tuple[int, float]:
-    from momok.features.text import _load_text_model, make_encode_chunk
+    from momok.features.text import load_text_model, make_encode_chunk
 
-    tokenizer, model = _load_text_model(str(model_dir), torch.device("cpu"))
+    tokenizer, model = load_text_model(str(model_dir), torch.device("cpu"))
     encode = make_encode_chunk(tokenizer, model, texts, pooling="mean", max_length=128, batch_size=batch_size,
                                device=torch.device("cpu"))
     start = time.perf_counter()

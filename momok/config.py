@@ -41,10 +41,8 @@ import yaml
 
 from momok.bounds import Bounds, NonNegativeFloat, PositiveFloat, PositiveInt
 from momok.errors import ConfigError, InputError
+from momok.modalities import FILE_MODALITIES  # their names are the keys of ``features:``
 from momok.yamlio import StrictLoader, load_yaml, parse_yaml, yaml_problem
-
-#: modalities that come from a feature file; their names are the keys of ``features:``
-FILE_MODALITIES = ("image", "text")
 
 
 @dataclass

@@ -88,9 +88,8 @@ def reuse_freed_memory() -> bool:
 
     glibc serves every allocation above its mmap threshold (at most 32 MiB; a ``[1024, 15000]`` float
     score matrix is 59 MiB) with a fresh ``mmap`` and unmaps it when it is freed, so each such temporary
-    pays one page fault per 4 KiB when first written. On the 2-core benchmark machine that made an
-    element-wise pass over a score matrix 3–6× slower (a 59 MiB copy: 19.5 ms instead of 4.0 ms) and a
-    MoMoK training step about 20 % slower (``benchmarks/README.md``). ``M_MMAP_MAX = 0`` serves large
+    pays one page fault per 4 KiB when first written (the measured cost on a score matrix and on a MoMoK
+    training step is in ``benchmarks/README.md``). ``M_MMAP_MAX = 0`` serves large
     blocks from the heap and ``M_TRIM_THRESHOLD = 2 GiB`` keeps up to 2 GiB of freed heap for the next
     step. Called by ``momok`` at start; ``MOMOK_SYSTEM_MALLOC=1`` in the environment skips it. Returns
     whether the settings took effect (False outside glibc).

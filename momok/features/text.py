@@ -153,7 +153,7 @@ def build_texts(root: str | Path, entities: Sequence[str], *, fallback: str = "a
     return texts, sources, scheme, side_path
 
 
-def _load_text_model(model: str, device: torch.device):
+def load_text_model(model: str, device: torch.device):
     from transformers import AutoModel, AutoTokenizer
 
     local = Path(model).exists()
@@ -237,7 +237,7 @@ def extract_text_features(dataset: str | Path, out: str | Path, *, model: str = 
     if all(t is None for t in texts):
         raise InputError(root, "no entity has any text (no descriptions.tsv, and names/labels give none)")
     dev = resolve_device(device)
-    tokenizer, encoder = _load_text_model(model, dev)
+    tokenizer, encoder = load_text_model(model, dev)
     identity = _model_identity(model, encoder)
     texts_digest = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode("utf-8")).hexdigest()
     settings = {"modality": "text", "encoder": identity, "pooling": pooling, "max_length": max_length,
