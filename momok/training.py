@@ -58,19 +58,39 @@ import torch
 from tqdm.auto import tqdm
 
 from momok import __version__
-from momok.assembly import (AssembledRun, all_triples_filter, autocast, build_run, configure_torch, evaluate_model,
-                            selection_value)
+from momok.assembly import (
+    AssembledRun,
+    all_triples_filter,
+    autocast,
+    build_run,
+    configure_torch,
+    evaluate_model,
+    selection_value,
+)
+from momok.atomic import write_json_atomic, write_text_atomic
+from momok.checksums import file_sha256
 from momok.config import RunConfig, dump_config
 from momok.data.datasets import KGDataset, add_inverses
 from momok.diagnostics import write_weights
 from momok.errors import ConfigError, InputError, MomokError
 from momok.evaluation import FilterIndex, metrics_table
-from momok.features.store import file_sha256
 from momok.models.base import LinkPredictor, TrainBatch
-from momok.run_folder import (BEST_CHECKPOINT, CONFIG_FILE, FAILED_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
-                              WEIGHTS_FILE, RunState, clear_run, load_checkpoint, remove_temporaries,
-                              run_state, save_checkpoint, saved_config)
-from momok.atomic import write_json_atomic, write_text_atomic
+from momok.run_folder import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    FAILED_FILE,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    RunState,
+    clear_run,
+    load_checkpoint,
+    remove_temporaries,
+    run_state,
+    save_checkpoint,
+    saved_config,
+)
 from momok.utils import git_commit, rng_state, select_device, set_rng_state
 
 #: config keys that may differ between a run and its ``--resume`` (they do not change the numbers on CPU)

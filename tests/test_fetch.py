@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from momok.checksums import file_sha256
 from momok.cli import main
-from momok.data.fetch import DEFAULT_SOURCES, fetch_dataset, load_sources, sha256_file
+from momok.data.fetch import DEFAULT_SOURCES, fetch_dataset, load_sources
 from momok.errors import ConfigError, InputError, MomokError
 
 FILES = ("train.txt", "valid.txt", "test.txt", "entity2id.txt", "relation2id.txt")
@@ -83,7 +84,7 @@ def test_download_verifies_and_writes_every_file(server, upstream, tmp_path):
     assert fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append) == dest
     assert sorted(p.name for p in dest.iterdir()) == sorted(FILES)
     for file in FILES:
-        assert sha256_file(dest / file) == sums[file]
+        assert file_sha256(dest / file) == sums[file]
     assert sorted(requests) == sorted(f"/TinyUp/{f}" for f in FILES)
     umask = os.umask(0)
     os.umask(umask)
@@ -120,7 +121,7 @@ def test_resume_skips_verified_files_and_refetches_bad_ones(fetched):
             f"fetching it again") in log
     assert any(line.startswith("TINY/test.txt: downloaded") and line.endswith("(replaces the removed file)")
                for line in log)
-    assert sha256_file(dest / "test.txt") == sums["test.txt"]
+    assert file_sha256(dest / "test.txt") == sums["test.txt"]
     requests.clear()
     fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
     assert len(requests) == 5
@@ -139,7 +140,7 @@ def test_corrupt_file_is_not_left_when_the_refetch_fails(fetched, failure):
         fetch_dataset("TINY", dest, base_url=base, sources=sources, log=log.append)
     assert not (dest / "test.txt").exists()
     assert any(line.startswith("TINY/test.txt: removed the file present") for line in log)
-    assert sha256_file(dest / "train.txt") == sums["train.txt"]
+    assert file_sha256(dest / "train.txt") == sums["train.txt"]
     assert no_partial_files(dest)
 
 
@@ -148,7 +149,7 @@ def test_force_refetch_failure_keeps_only_a_right_file(fetched):
     (root / "TinyUp" / "test.txt").write_text("alpha likes beta .\n")  # upstream broke
     with pytest.raises(InputError, match="sha256 mismatch"):
         fetch_dataset("TINY", dest, base_url=base, sources=sources, force=True, log=lambda _: None)
-    assert sha256_file(dest / "test.txt") == sums["test.txt"]  # the verified file stays
+    assert file_sha256(dest / "test.txt") == sums["test.txt"]  # the verified file stays
     (dest / "test.txt").write_text("truncated")
     log: list[str] = []
     with pytest.raises(InputError, match="sha256 mismatch"):
@@ -235,7 +236,7 @@ def test_mirror_copy_with_side_files(upstream, tmp_path):
     log: list[str] = []
     fetch_dataset("TINY", dest, mirror=mirror, sources=sources, log=log.append)
     for file in FILES:
-        assert sha256_file(dest / file) == sums[file]
+        assert file_sha256(dest / file) == sums[file]
     assert (dest / "mmkb" / "index.txt").read_text() == "side data\n"
     assert any("copied" in line and str(mirror / "TINY" / "train.txt") in line for line in log)
     log.clear()
@@ -266,7 +267,7 @@ def test_packaged_sources_match_the_readme(shared_datasets):
     assert ours == listed
     for name in ("MKG-W", "MKG-Y", "DB15K"):  # and the offline copies are those files
         for file in FILES:
-            assert sha256_file(shared_datasets / name / file) == ours[f"{name}/{file}"]
+            assert file_sha256(shared_datasets / name / file) == ours[f"{name}/{file}"]
 
 
 def test_bad_sources_file(tmp_path):

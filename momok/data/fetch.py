@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from momok.atomic import write_atomic
+from momok.checksums import file_sha256
 from momok.errors import ConfigError, InputError, MomokError
 from momok.yamlio import load_yaml
 
@@ -50,16 +51,7 @@ def load_sources(path: str | Path = DEFAULT_SOURCES) -> dict:
     return data
 
 
-def sha256_file(path: str | Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _install(target: Path, expected: str | None, open_source: Callable[[], IO[bytes]], source: str) -> int:
+def install_stream(target: Path, expected: str | None, open_source: Callable[[], IO[bytes]], source: str) -> int:
     """Copy a stream to ``target`` through :func:`momok.atomic.write_atomic`, keeping the copy only if
     its sha256 is ``expected`` (``expected=None`` skips the check: mirror side files).
 
@@ -153,7 +145,7 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
         if target.exists() and not target.is_file():
             raise InputError(target, "exists and is not a file; move it away and fetch again")
         if target.exists() and not force:
-            actual = sha256_file(target)
+            actual = file_sha256(target)
             if actual == expected:
                 log(f"{label}: present, sha256 ok (skipped)")
                 continue
@@ -170,7 +162,7 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
             origin = f"{base}/{entry['upstream']}/{file}"
             how, opener = "downloaded", _open_url(origin, timeout)
         try:
-            size = _install(target, expected, opener, origin)
+            size = install_stream(target, expected, opener, origin)
         except MomokError:
             _discard_if_wrong(target, expected, label, log)  # --force: a wrong file present stays no longer
             raise
@@ -185,7 +177,7 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
             if target.exists() and not force and target.stat().st_size == source.stat().st_size:
                 log(f"{name}/{relative}: side file present (skipped)")
                 continue
-            size = _install(target, None, _open_file(source), str(source))
+            size = install_stream(target, None, _open_file(source), str(source))
             log(f"{name}/{relative}: side file copied ({size:,} bytes, not verified)")
     log(f"{name}: {len(entry['files'])} files verified in {dest}")
     return dest
@@ -193,7 +185,7 @@ def fetch_dataset(name: str, dest: str | Path, *, mirror: str | Path | None = No
 
 def _discard_if_wrong(target: Path, expected: str, label: str, log: Callable[[str], None]) -> None:
     """Remove ``target`` when it exists and its sha256 is not ``expected`` (after a failed fetch)."""
-    if target.is_file() and sha256_file(target) != expected:
+    if target.is_file() and file_sha256(target) != expected:
         target.unlink()
         log(f"{label}: removed the file present: its sha256 is not the expected {expected}")
 

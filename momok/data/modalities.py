@@ -33,11 +33,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from momok.data.fetch import _install, sha256_file
-from momok.data.modalities_http import RATE, RETRIES, TIMEOUT, NotCached, PoliteClient, ResponseCache
-from momok.data.modalities_sources import (DATASET_SOURCES, RESOLVERS, SOURCES, UNSUPPORTED, Endpoints,
-                                           EntityRecord, commons_info, commons_info_urls, image_url,
-                                           metadata_urls, number_of_calls)
+from momok.atomic import write_json_atomic, write_text_atomic
+from momok.checksums import file_sha256
+from momok.data.fetch import install_stream
+from momok.data.modalities_http import (
+    RATE,
+    RETRIES,
+    TIMEOUT,
+    NotCached,
+    PoliteClient,
+    ResponseCache,
+)
+from momok.data.modalities_sources import (
+    DATASET_SOURCES,
+    RESOLVERS,
+    SOURCES,
+    UNSUPPORTED,
+    Endpoints,
+    EntityRecord,
+    commons_info,
+    commons_info_urls,
+    image_url,
+    metadata_urls,
+    number_of_calls,
+)
 from momok.errors import ConfigError, InputError, MomokError
 
 MAX_IMAGES = 3
@@ -92,8 +111,6 @@ def read_manifest(path: Path) -> dict[tuple[str, str, str], dict]:
 
 
 def write_manifest(path: Path, rows: dict[tuple[str, str, str], dict]) -> None:
-    from momok.utils import write_text_atomic
-
     lines = ["\t".join(MANIFEST_COLUMNS)]
     for key in sorted(rows):
         lines.append("\t".join(" ".join(str(rows[key].get(c, "")).split()) for c in MANIFEST_COLUMNS))
@@ -155,7 +172,7 @@ class ImageFetcher:
                "detail": detail or f"commons:{file}" + (f" by {info['artist']}" if info["artist"] else "")}
         if target is not None:
             row.update(file=str(target.relative_to(self.layout.dest)), sha256=hashlib.sha256(data).hexdigest()
-                       if data else sha256_file(target), bytes=len(data) if data else target.stat().st_size)
+                       if data else file_sha256(target), bytes=len(data) if data else target.stat().st_size)
         self.rows[(entity, "image", url)] = row
         return row
 
@@ -167,7 +184,7 @@ class ImageFetcher:
         same_remote = row is not None and row["source_sha1"] == info["sha1"]
         if row is not None and same_remote and row["status"] == "ok":
             target = self.layout.dest / row["file"]
-            if target.is_file() and sha256_file(target) == row["sha256"]:
+            if target.is_file() and file_sha256(target) == row["sha256"]:
                 return row
             self.log(f"{entity}: {row['file']} is missing or differs from the manifest; fetching it again")
         elif row is not None and same_remote and not self.retry_failed:
@@ -191,7 +208,7 @@ class ImageFetcher:
         target = folder / f"{stem}{suffix}"
         for old in on_disk:
             old.unlink()
-        _install(target, None, lambda: io.BytesIO(data), url)
+        install_stream(target, None, lambda: io.BytesIO(data), url)
         return self._row(entity, file, url, "ok", info, target=target, data=data)
 
 
@@ -207,8 +224,6 @@ def fetch_modalities(dataset: str, dest: str | Path, *, source: str | None = Non
                      refresh: bool = False, retry_failed: bool = False,
                      log: Callable[[str], None] = print) -> dict:
     """Fill ``dest`` with the texts and images of ``dataset``'s entities; returns the coverage record."""
-    from momok.utils import write_json_atomic, write_text_atomic
-
     source = source_of(dataset, source)
     if max_images < 0 or width < 1:
         raise ConfigError(f"--max-images must be >= 0 and --width >= 1 (got {max_images}, {width})")

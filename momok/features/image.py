@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from momok.checksums import file_sha256
 from momok.errors import InputError, MomokError
 from momok.features import store
 
@@ -149,7 +150,7 @@ def load_image_encoder(encoder: str = "vgg16", layer: str | None = None, weights
             model.load_state_dict(state)
         except Exception as err:
             raise InputError(path, f"not a {encoder} state dict ({str(err).splitlines()[0][:300]})") from err
-        described = f"file:{path.name} sha256:{store.file_sha256(path)[:16]}"
+        described = f"file:{path.name} sha256:{file_sha256(path)[:16]}"
 
     model = cut(model).eval()
     for p in model.parameters():

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from momok.checksums import file_sha256
 from momok.errors import InputError, MomokError
 from momok.features import store
 
@@ -125,7 +126,7 @@ def import_bundle(bundle: str | Path, modality: str, dataset: str | Path, out: s
         raise InputError(bundle, f"{int(bad.sum())} rows contain NaN or inf (first: row {int(bad.nonzero()[0])})")
     zero = (features == 0).all(dim=1)
     mask = ~zero if zero_rows == "missing" else torch.ones(len(entities), dtype=torch.bool)
-    digest = store.file_sha256(bundle)
+    digest = file_sha256(bundle)
     metadata = store.base_metadata(modality, "official-bundle", encoder, f"bundle:{bundle.name} sha256:{digest[:16]}",
                                    entities)
     metadata.update({"bundle_key": where, "zero_rows": str(int(zero.sum())), "zero_rows_rule": zero_rows,

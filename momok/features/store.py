@@ -174,15 +174,6 @@ def fill_missing(features: torch.Tensor, present: torch.Tensor, rule: str) -> to
     return out
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def settings_digest(settings: dict) -> str:
     """sha256 of a JSON-serialisable settings dict (key order does not matter)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
