@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_baselines import toy_with_features  # noqa: F401  (fixture)
 
 from momok.errors import ConfigError
 from momok.features.store import FeatureTable, base_metadata, save_features
@@ -55,7 +56,7 @@ def test_transe_loss_with_the_default_sampler_is_the_margin_loss_on_randint_nega
     torch.manual_seed(3)
     negatives = torch.randint(0, E, (4, 3))
     e = F.normalize(model.entity, dim=-1) if model.options.normalize_entities else model.entity
-    score = lambda h, r, t: -(e[h] + model.relation[r] - e[t]).norm(dim=-1)  # noqa: E731
+    score = lambda h, r, t: -(e[h] + model.relation[r] - e[t]).norm(dim=-1)
     by_hand = torch.stack([F.relu(1.0 - score(heads, relations, tails) + score(heads, relations, negatives[:, j]))
                            for j in range(3)], dim=1).mean(1).mean()
     assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
@@ -133,15 +134,16 @@ def test_ikrl_scores_a_visual_negative_with_the_answers_structure_and_the_drawn_
     answers, sources = torch.tensor([2, 3]), torch.tensor([[5, 6], [7, 2]])
     rows = model.entity_rows_with_image(answers.unsqueeze(1).expand(2, 2), sources)
     scores = model.score_candidate_rows(heads, relations, rows)
-    n = lambda x: F.normalize(x, dim=-1)  # noqa: E731
+    n = lambda x: F.normalize(x, dim=-1)
     projection = model.inputs.projections["image"]
     s, v = model.entity, projection(image.features)
     r = n(model.relation)
     for i in range(2):
         for j in range(2):
             h, t, t_img = heads[i], answers[i], sources[i, j]
-            d = lambda a, b: (n(a) + r[relations[i]] - n(b)).norm()  # noqa: E731
-            energy = d(s[h], s[t]) + d(v[h], v[t_img]) + d(s[h], v[t_img]) + d(v[h], s[t])
+            rel = r[relations[i]]
+            energy = sum((n(a) + rel - n(b)).norm() for a, b in
+                         ((s[h], s[t]), (v[h], v[t_img]), (s[h], v[t_img]), (v[h], s[t])))
             assert scores[i, j].item() == pytest.approx(-energy.item(), rel=1e-5)
 
 
@@ -159,7 +161,7 @@ def test_mans_loss_trains_ikrl_and_counts_its_steps():
     model = build("ikrl", {"image": image_table()}, dim=6, num_negatives=4,
                   sampler=SamplerOptions("mans", mode="two_stage", visual_steps=1))
     batch = TrainBatch(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]))
-    loss, parts = model.loss(batch)
+    loss, _ = model.loss(batch)
     loss.backward()
     assert model.entity.grad is not None and model.inputs.projections["image"].weight.grad is not None
     assert int(model.sampler.steps) == 1 and "sampler.steps" in model.state_dict()
@@ -218,3 +220,24 @@ def test_ikrl_with_mans_resumes_like_an_uninterrupted_run(tmp_path, monkeypatch)
     assert numbers(resumed) == numbers(straight)
     other = train(config_from_dict({**raw, "seed": 1}), tmp_path / "other", progress=False)
     assert numbers(other) != numbers(straight)
+
+
+# ---------------------------------------------------------------------------------------------- toy
+
+
+@pytest.mark.slow
+def test_ikrl_with_mans_learns_the_toy_graph(toy_with_features, tmp_path):  # noqa: F811
+    # Measured on this toy (seed 0, 30 epochs, test MRR; random ranking 0.021): uniform negatives 0.053,
+    # MANS two-stage (100 visual steps) 0.053, hybrid (β = 0.5) 0.045, visual only 0.024 (20 epochs:
+    # visual negatives alone never contrast two entities' structure embeddings). MANS does not beat the
+    # uniform sampler here, so only learning is asserted.
+    from test_baselines import random_mrr, test_mrr, train_on
+
+    root, features = toy_with_features
+    image = {"image": features["image"]}
+    for sampler, factor in (({"name": "mans", "mode": "two_stage", "visual_steps": 100}, 2.0),
+                            ({"name": "mans", "mode": "hybrid", "visual_share": 0.5}, 1.5)):
+        model = {"name": "ikrl", "dim": 32, "num_negatives": 32, "sampler": sampler}
+        mrr = test_mrr(train_on(root, tmp_path / sampler["mode"], model, epochs=30, features=image))
+        print(f"ikrl + mans {sampler['mode']}: test MRR {mrr:.4f} (random ranking {random_mrr(300):.4f})")
+        assert mrr > factor * random_mrr(300), (sampler, mrr)

@@ -28,7 +28,17 @@ and visual embeddings. Its variants (``mode``):
   ``⌊β · B · n⌋`` are visual;
 * ``two_stage`` (MANS-T): visual negatives for the first ``visual_steps`` training steps, then normal
   ones (the step count is a buffer of the sampler, so it is in every checkpoint and survives
-  ``--resume``).
+  ``--resume``). The official trainer switches after half of the epochs (its ``beta`` default 0.5,
+  which ``run.py`` does not set); a sampler does not know the epochs, so give it
+  ``visual_steps = 0.5 × epochs × steps per epoch`` for the same schedule.
+
+The official scripts (DB15K and FB15K: TransE kernel = IKRL's four energies, d = 128, L1, normalised,
+margin loss γ = 12 on DB15K, one negative per triple, 400 batches per epoch, Adam with lr 1.0, 1000
+epochs; hybrid β = 0.3) give no settings for MKG-W/MKG-Y. Example (MANS-H over IKRL)::
+
+    features: {image: features/MKG-Y/image.safetensors}
+    model: {name: ikrl, dim: 128, margin: 12.0, adversarial_temperature: 0.0, num_negatives: 1,
+            sampler: {name: mans, mode: hybrid, visual_share: 0.3}}
 
 Departures: the visual source ``t'`` is drawn uniformly among the entities *with* an image other than
 the answer (an entity without image would give the answer's own placeholder vector back, i.e. the

@@ -27,8 +27,8 @@ scripts for MKG-W, MKG-Y and DB15K all run with ``-mu=0`` (MAT off), hence the d
 
 Departures: inverse relations ``r + R`` have their own phases and head prediction is the inverse tail
 query (the official code corrupts heads, with Bernoulli head/tail choice and filtered negatives; here
-negatives are uniform and replace the query's answer); raw feature rows are frozen by default
-(``train_features: true`` fine-tunes them as the official code does).
+negatives come from ``sampler``, uniform by default, and replace the query's answer); raw feature rows
+are frozen by default (``train_features: true`` fine-tunes them as the official code does).
 
 Defaults: the official code (zjukg/AdaMF-MAT, read for facts only): ``dim`` 200, γ 6 (argument default),
 ε 2, α 2, 128 negatives, p = 1, noise 64-d, generator hidden 512, μ 0. Its per-dataset scripts:

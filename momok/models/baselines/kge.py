@@ -31,8 +31,9 @@ Negative sampling likewise only corrupts the answer of each (already inverse-aug
 * everything else (L1 distances) goes through the PyKEEN interaction (or, for RotatE p = 1, the
   formula above) on chunks of candidates with at most ``chunk_elements`` entries of ``B × C × d``.
 
-**Losses** (``loss:``), all on the scores above, negatives drawn uniformly among all entities from the
-global torch RNG (seeded and checkpointed by the trainer, so ``--resume`` stays exact):
+**Losses** (``loss:``), all on the scores above; the negatives come from the model's sampler
+(``sampler:``, :mod:`momok.models.sampling`; by default uniform among all entities from the global torch
+RNG, seeded and checkpointed by the trainer, so ``--resume`` stays exact):
 
 * ``softmax_ce``: 1-N cross-entropy over all E candidates (LibKGE's 1vsAll; no negatives);
 * ``nssa``: RotatE's negative-sampling loss with self-adversarial weights,
