@@ -30,7 +30,11 @@ and visual embeddings. Its variants (``mode``):
   ones (the step count is a buffer of the sampler, so it is in every checkpoint and survives
   ``--resume``). The official trainer switches after half of the epochs (its ``beta`` default 0.5,
   which ``run.py`` does not set); a sampler does not know the epochs, so give it
-  ``visual_steps = 0.5 × epochs × steps per epoch`` for the same schedule.
+  ``visual_steps = 0.5 × epochs × steps per epoch`` for the same schedule;
+* ``adaptive`` (MANS-A): hybrid with a β chosen per batch from the model: the share of the batch's
+  normal negatives ``t'`` whose cross-modal energy ``d(h_v, t'_s) + d(h_s, t'_v)`` is lower than their
+  same-modal energy ``d(h_s, t'_s) + d(h_v, t'_v)`` (official ``neg_mode=adaptive``; the model provides
+  :meth:`~momok.models.baselines.kge.KGEModel.prefers_cross_modal`, TBKGC/IKRL's ``s`` and ``m`` parts).
 
 The official scripts (DB15K and FB15K: TransE kernel = IKRL's four energies, d = 128, L1, normalised,
 margin loss γ = 12 on DB15K, one negative per triple, 400 batches per epoch, Adam with lr 1.0, 1000
@@ -45,9 +49,8 @@ the answer (an entity without image would give the answer's own placeholder vect
 positive itself); MANS's normal negatives are drawn uniformly among the E - 1 entities other than the
 answer (the official OpenKE loader additionally filters known true triples and picks head or tail
 corruption by the Bernoulli trick; here only answers of inverse-augmented queries are corrupted, as
-for every model). Not implemented: MANS-A (adaptive), which chooses per batch the share of visual
-negatives from the model's scores of both kinds of negative; it needs the model's scores inside the
-sampler.
+for every model); MANS-A's visual negatives take their image from a separate draw like the other modes
+(the official code reuses the normal negative's entity).
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ class SamplerOptions:
     name: Literal["uniform", "mans"] = "uniform"
     """``uniform``: negatives uniform over all entities; ``mans``: modality-aware (image-part) negatives,
     for models with an image part (``ikrl``, ``tbkgc`` with image); see :mod:`momok.models.sampling`."""
-    mode: Literal["visual", "hybrid", "two_stage"] = "hybrid"
-    """(mans) ``visual`` (MANS-V), ``hybrid`` (MANS-H) or ``two_stage`` (MANS-T)."""
+    mode: Literal["visual", "hybrid", "two_stage", "adaptive"] = "hybrid"
+    """(mans) ``visual`` (MANS-V), ``hybrid`` (MANS-H), ``two_stage`` (MANS-T) or ``adaptive`` (MANS-A)."""
     visual_share: UnitInterval = 0.5
     """(mans, hybrid) β, the share of each batch's negatives that are visual negatives."""
     visual_steps: NonNegativeInt = 1000
@@ -101,8 +104,9 @@ class NegativeSampler(nn.Module):
     needs_image_part: bool = False
 
     def sample(self, heads: torch.Tensor, relations: torch.Tensor, answers: torch.Tensor, num_negatives: int,
-               generator: torch.Generator | None = None) -> Negatives:
-        """Negatives for the queries ``(heads[i], relations[i])`` with answers ``answers[i]`` (all ``[B]``)."""
+               generator: torch.Generator | None = None, model=None) -> Negatives:
+        """Negatives for the queries ``(heads[i], relations[i])`` with answers ``answers[i]`` (all ``[B]``);
+        ``model``: the model being trained, for samplers that read its scores (MANS-A)."""
         raise NotImplementedError
 
 
@@ -113,7 +117,7 @@ class UniformSampler(NegativeSampler):
         super().__init__()
         self.num_entities = num_entities
 
-    def sample(self, heads, relations, answers, num_negatives, generator=None):
+    def sample(self, heads, relations, answers, num_negatives, generator=None, model=None):
         return Negatives(torch.randint(0, self.num_entities, (answers.shape[0], num_negatives),
                                        device=answers.device, generator=generator))
 
@@ -149,32 +153,42 @@ class MANSSampler(NegativeSampler):
                               f"({len(self.with_image)} in the image feature file)")
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def visual_mask(self, batch: int, num: int, device) -> torch.Tensor:
-        """``BoolTensor[B, n]``: which negatives of this step are visual (advances the step count)."""
+    def visual_mask(self, batch: int, num: int, share: float, device) -> torch.Tensor:
+        """``BoolTensor[B, n]``: which negatives of this step are visual (advances the step count);
+        ``share``: β of ``hybrid``/``adaptive``."""
         o = self.options
         if o.mode == "visual" or (o.mode == "two_stage" and int(self.steps) < o.visual_steps):
             mask = torch.ones(batch, num, dtype=torch.bool, device=device)
         elif o.mode == "two_stage":
             mask = torch.zeros(batch, num, dtype=torch.bool, device=device)
-        else:  # hybrid: the first ⌊β·B·n⌋ negatives in negative-major order
-            count = int(o.visual_share * batch * num)
+        else:  # the first ⌊β·B·n⌋ negatives in negative-major order
+            count = int(share * batch * num)
             mask = (torch.arange(batch * num, device=device) < count).reshape(num, batch).T
         if self.training:
             self.steps += 1
         return mask
 
-    def sample(self, heads, relations, answers, num_negatives, generator=None):
-        visual = self.visual_mask(answers.shape[0], num_negatives, answers.device)
+    def sample(self, heads, relations, answers, num_negatives, generator=None, model=None):
         normal = uniform_excluding(answers, self.all_entities, num_negatives, generator)
+        share = self.options.visual_share
+        if self.options.mode == "adaptive":
+            with torch.no_grad():
+                share = float(model.prefers_cross_modal(heads, relations, normal).float().mean())
+        visual = self.visual_mask(answers.shape[0], num_negatives, share, answers.device)
         image_sources = uniform_excluding(answers, self.with_image, num_negatives, generator)
         return Negatives(torch.where(visual, image_sources, normal), visual)
 
 
-def check_sampler(options: SamplerOptions, modalities) -> None:
-    """ValueError (for an options ``__post_init__``) when the sampler needs an image part the model lacks."""
-    if options.name == "mans" and "image" not in modalities:
+def check_sampler(options: SamplerOptions, modalities, *, cross_modal: bool = False) -> None:
+    """ValueError (for an options ``__post_init__``) when the sampler needs an image part the model lacks,
+    or MANS-A's cross-modal energies (``cross_modal``: the model has them)."""
+    if options.name != "mans":
+        return
+    if "image" not in modalities:
         raise ValueError("model.sampler: mans swaps the image part of entities; this model has none (use a "
                          "model with image in its modalities, e.g. ikrl or tbkgc)")
+    if options.mode == "adaptive" and not cross_modal:
+        raise ValueError("model.sampler: mode adaptive needs the structure/multimodal energies of tbkgc or ikrl")
 
 
 def build_sampler(options: SamplerOptions, num_entities: int, features: dict) -> NegativeSampler:

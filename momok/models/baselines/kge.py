@@ -329,6 +329,11 @@ class KGEModel(LinkPredictor):
         """Representations of entities ``ids`` whose image part is that of ``image_ids`` (same shape)."""
         raise NotImplementedError(f"{type(self).__name__} has no image part")
 
+    def prefers_cross_modal(self, heads: torch.Tensor, relations: torch.Tensor,
+                            candidates: torch.Tensor) -> torch.Tensor:
+        """MANS-A: ``BoolTensor[B, n]``, whether each candidate tail's cross-modal energy is the lower one."""
+        raise NotImplementedError(f"{type(self).__name__} has no structure/multimodal energies")
+
     # -- scores
     def interact(self, h, r, t) -> torch.Tensor:
         """Broadcast scores of representations (the PyKEEN interaction by default)."""
@@ -360,7 +365,7 @@ class KGEModel(LinkPredictor):
         if o.loss == "softmax_ce":
             main = F.cross_entropy(self.score_all(batch.heads, batch.relations), batch.tails)
         else:
-            negatives = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives)
+            negatives = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives, model=self)
             candidates = torch.cat([batch.tails.unsqueeze(1), negatives.entities], dim=1)
             if negatives.image_only is None:
                 rows = self.entity_rows(candidates)

@@ -112,7 +112,7 @@ class TBKGCOptions:
             raise ValueError(f"energies must be a non-empty subset of {list(ENERGIES)}, got {list(self.energies)}")
         if self.num_negatives < 1 or self.chunk_elements < 1:
             raise ValueError("num_negatives and chunk_elements must be at least 1")
-        check_sampler(self.sampler, self.modalities)
+        check_sampler(self.sampler, self.modalities, cross_modal=True)
         if self.adversarial_temperature < 0 or self.regularization < 0:
             raise ValueError("adversarial_temperature and regularization must not be negative")
 
@@ -177,6 +177,15 @@ class TBKGC(KGEModel):
     def interact(self, h, r, t):
         hp, tp, r = self._parts(h), self._parts(t), self._relation(r)
         return sum(self.interaction(hp[a], r, tp[b]) for a, b in (self._PAIRS[e] for e in self.options.energies))
+
+    def prefers_cross_modal(self, heads, relations, candidates):
+        """MANS-A: ``d(h_m, t_s) + d(h_s, t_m) < d(h_s, t_s) + d(h_m, t_m)`` for candidate tails ``[B, n]``."""
+        hp = self._parts(self.entity_rows(heads).unsqueeze(1))
+        tp = self._parts(self.entity_rows(candidates))
+        r = self._relation(self.relation_rows(relations)).unsqueeze(1)
+        same = self.interaction(hp["s"], r, tp["s"]) + self.interaction(hp["m"], r, tp["m"])
+        cross = self.interaction(hp["m"], r, tp["s"]) + self.interaction(hp["s"], r, tp["m"])
+        return cross > same  # scores are negative energies
 
     def score_all_rows(self, h, r, table):
         hp, tp, r = self._parts(h), self._parts(table), self._relation(r)
