@@ -16,10 +16,11 @@ every earlier run are unchanged).
 ``mans``: Modality-Aware Negative Sampling (Zhang, Chen and Zhang, IJCNN 2023, arXiv 2304.11618;
 official code zjukg/MANS, ``mmns/module/model/MMTransE.py``, read for facts only). Its base model has a
 structural embedding ``e_s`` and a visual embedding ``e_v = W x_img`` per entity (IKRL's four TransE
-terms, here ``model: {name: ikrl}`` or ``tbkgc``). MANS's contribution (Sec. III) is the *visual negative*
+terms, here ``model: {name: ikrl}`` or ``tbkgc``). MANS's contribution is the *visual negative*
 ``(h, r, t̃)`` whose tail keeps the answer's structural embedding ``e_s(t)`` and takes the visual embedding
 ``e_v(t')`` of another entity ``t'``: contrasting it with ``(h, r, t)`` aligns each entity's structural
-and visual embeddings. Its variants (``mode``):
+and visual embeddings. Its variants (``mode``; named as in the official README, the details from the
+official code):
 
 * ``visual`` (MANS-V): every negative is a visual negative;
 * ``hybrid`` (MANS-H): a share β (``visual_share``) of the batch's negatives are visual, the others
@@ -64,9 +65,6 @@ from torch import nn
 from momok.bounds import NonNegativeInt, UnitInterval
 from momok.errors import ConfigError
 
-SAMPLERS = ("uniform", "mans")
-
-
 @dataclass
 class SamplerOptions:
     """``model.sampler:`` the negative sampler of a negative-sampling model (``loss: nssa`` or ``margin``)."""
@@ -99,9 +97,6 @@ class Negatives:
 class NegativeSampler(nn.Module):
     """Interface: :meth:`sample` draws negatives for a batch of queries (a module, so that a sampler's
     state, e.g. a step count, is saved with the model)."""
-
-    #: whether some negatives may be ``image_only`` (the model must build image-swapped rows)
-    needs_image_part: bool = False
 
     def sample(self, heads: torch.Tensor, relations: torch.Tensor, answers: torch.Tensor, num_negatives: int,
                generator: torch.Generator | None = None, model=None) -> Negatives:
@@ -140,8 +135,6 @@ def uniform_excluding(answers: torch.Tensor, pool: torch.Tensor, num: int,
 
 class MANSSampler(NegativeSampler):
     """Modality-aware negatives (module docstring): visual negatives swap only the image part of the answer."""
-
-    needs_image_part = True
 
     def __init__(self, options: SamplerOptions, num_entities: int, image_mask: torch.Tensor):
         super().__init__()
