@@ -27,8 +27,8 @@ scripts for MKG-W, MKG-Y and DB15K all run with ``-mu=0`` (MAT off), hence the d
 
 Departures: inverse relations ``r + R`` have their own phases and head prediction is the inverse tail
 query (the official code corrupts heads, with Bernoulli head/tail choice and filtered negatives; here
-negatives are uniform and replace the query's answer); raw feature rows are frozen by default
-(``train_features: true`` fine-tunes them as the official code does).
+negatives come from ``sampler``, uniform by default, and replace the query's answer); raw feature rows
+are frozen by default (``train_features: true`` fine-tunes them as the official code does).
 
 Defaults: the official code (zjukg/AdaMF-MAT, read for facts only): ``dim`` 200, γ 6 (argument default),
 ε 2, α 2, 128 negatives, p = 1, noise 64-d, generator hidden 512, μ 0. Its per-dataset scripts:
@@ -45,7 +45,7 @@ DB15K: dim 250, γ 12, lr 2e-5 (the README's DB15K example uses lr 1e-4, lrg 1e-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -59,6 +59,7 @@ from momok.models.baselines.multimodal import ModalityInputs, check_modalities
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
+from momok.models.sampling import SamplerOptions, check_sampler
 
 
 @dataclass
@@ -85,6 +86,9 @@ class AdaMFOptions:
     """Training loss (see :mod:`momok.models.baselines.kge`); the official code: ``nssa``."""
     num_negatives: PositiveInt = 128
     """Negatives per query."""
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    """How negatives are drawn (:mod:`momok.models.sampling`): uniform (default) or ``{name: mans, ...}``
+    (needs image in ``modalities``; its visual negatives swap the image part before fusion)."""
     adversarial_temperature: NonNegativeFloat = 2.0
     """α of the self-adversarial weights (official ``adv_temp`` default 2)."""
     regularization: NonNegativeFloat = 0.0
@@ -110,6 +114,7 @@ class AdaMFOptions:
             raise ValueError("mat_weight, adversarial_temperature and regularization must not be negative")
         if self.noise_dim < 1 or self.generator_hidden < 1:
             raise ValueError("noise_dim and generator_hidden must be at least 1")
+        check_sampler(self.sampler, self.modalities)
 
 
 class Generator(nn.Module):
@@ -158,9 +163,11 @@ class AdaMF(RotationScoring, KGEModel):
             alpha = torch.full(stacked.shape[:-1], 1.0 / len(parts), device=stacked.device, dtype=stacked.dtype)
         return (alpha.unsqueeze(-1) * stacked).sum(-2), alpha
 
-    def modality_parts(self, ids: torch.Tensor | None) -> list[torch.Tensor]:
+    def modality_parts(self, ids: torch.Tensor | None, image_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``[e_s, e_m1, ...]`` of ``ids``, the image part from ``image_ids`` when given (MANS)."""
         structure = self.entity if ids is None else self.entity[ids]
-        return [structure] + [self.inputs(m, ids) for m in self.file_modalities]
+        return [structure] + [self.inputs(m, image_ids if m == "image" and image_ids is not None else ids)
+                              for m in self.file_modalities]
 
     def joint_rows(self, ids: torch.Tensor | None) -> torch.Tensor:
         return self.fuse(self.modality_parts(ids))[0]
@@ -170,6 +177,9 @@ class AdaMF(RotationScoring, KGEModel):
         if ids is None:
             return as_complex(self._cache.get(self, "entities", lambda: self.joint_rows(None)))
         return as_complex(self.joint_rows(ids))
+
+    def entity_rows_with_image(self, ids, image_ids):
+        return as_complex(self.fuse(self.modality_parts(ids, image_ids))[0])
 
     def diagnostics(self, heads, relations):
         return {"alpha": self.fuse(self.modality_parts(heads))[1]}

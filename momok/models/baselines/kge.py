@@ -31,8 +31,9 @@ Negative sampling likewise only corrupts the answer of each (already inverse-aug
 * everything else (L1 distances) goes through the PyKEEN interaction (or, for RotatE p = 1, the
   formula above) on chunks of candidates with at most ``chunk_elements`` entries of ``B × C × d``.
 
-**Losses** (``loss:``), all on the scores above, negatives drawn uniformly among all entities from the
-global torch RNG (seeded and checkpointed by the trainer, so ``--resume`` stays exact):
+**Losses** (``loss:``), all on the scores above; the negatives come from the model's sampler
+(``sampler:``, :mod:`momok.models.sampling`; by default uniform among all entities from the global torch
+RNG, seeded and checkpointed by the trainer, so ``--resume`` stays exact):
 
 * ``softmax_ce``: 1-N cross-entropy over all E candidates (LibKGE's 1vsAll; no negatives);
 * ``nssa``: RotatE's negative-sampling loss with self-adversarial weights,
@@ -71,7 +72,7 @@ AdaMF-MAT backbone settings)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -82,6 +83,7 @@ from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.models.base import LinkPredictor, TrainBatch
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
+from momok.models.sampling import SamplerOptions, build_sampler, check_sampler
 
 LOSSES = ("softmax_ce", "nssa", "margin")
 _L2_EPS = 1e-12
@@ -109,7 +111,10 @@ class KGEOptions:
     """Training loss: ``softmax_ce`` (1-N cross-entropy), ``nssa`` (self-adversarial negative sampling,
     RotatE), ``margin`` (margin ranking, TransE); see the module docstring."""
     num_negatives: PositiveInt = 256
-    """Negatives per training query for ``nssa`` and ``margin`` (uniform over all entities)."""
+    """Negatives per training query for ``nssa`` and ``margin``."""
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    """How ``nssa`` and ``margin`` draw negatives (:mod:`momok.models.sampling`; default uniform over all
+    entities)."""
     margin: float = 9.0
     """γ of ``nssa`` (added to every score inside the sigmoid) and of ``margin``."""
     adversarial_temperature: NonNegativeFloat = 1.0
@@ -139,6 +144,7 @@ class KGEOptions:
             raise ValueError("chunk_elements must be at least 1")
         if tuple(self.modalities) != ("structure",):
             raise ValueError(f"a uni-modal model uses modalities [structure] only, got {list(self.modalities)}")
+        check_sampler(self.sampler, self.modalities)
         p = getattr(self, "p", None)  # the distance norm of the models that have one (TransE, RotatE, PairRE)
         if p is not None and p not in (1, 2):
             raise ValueError(f"p must be 1 or 2, got {p}")
@@ -304,6 +310,7 @@ class KGEModel(LinkPredictor):
         self.num_entities = context.num_entities
         self.num_relations = context.num_relations
         self.interaction: nn.Module | None = None
+        self.sampler = build_sampler(options.sampler, context.num_entities, context.features)
 
     # -- representations (subclasses)
     def entity_rows(self, ids: torch.Tensor | None) -> torch.Tensor:
@@ -317,6 +324,15 @@ class KGEModel(LinkPredictor):
     def penalty_rows(self, heads, relations, tails) -> list[torch.Tensor]:
         """The raw parameters that ``regularization`` penalises for a batch of triples."""
         return []
+
+    def entity_rows_with_image(self, ids: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
+        """Representations of entities ``ids`` whose image part is that of ``image_ids`` (same shape)."""
+        raise NotImplementedError(f"{type(self).__name__} has no image part")
+
+    def prefers_cross_modal(self, heads: torch.Tensor, relations: torch.Tensor,
+                            candidates: torch.Tensor) -> torch.Tensor:
+        """MANS-A: ``BoolTensor[B, n]``, whether each candidate tail's cross-modal energy is the lower one."""
+        raise NotImplementedError(f"{type(self).__name__} has no structure/multimodal energies")
 
     # -- scores
     def interact(self, h, r, t) -> torch.Tensor:
@@ -332,9 +348,13 @@ class KGEModel(LinkPredictor):
 
     def score_candidates(self, heads: torch.Tensor, relations: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, C]`` of the given candidate tails ``[B, C]`` (builds ``B × C × d``)."""
+        return self.score_candidate_rows(heads, relations, self.entity_rows(candidates))
+
+    def score_candidate_rows(self, heads: torch.Tensor, relations: torch.Tensor, rows) -> torch.Tensor:
+        """Scores ``[B, C]`` of candidate tail representations ``rows`` (``entity_rows`` of ``[B, C]`` ids)."""
         h = _unsqueeze(self.entity_rows(heads), 1)
         r = _unsqueeze(self.relation_rows(relations), 1)
-        return self.interact(h, r, self.entity_rows(candidates))
+        return self.interact(h, r, rows)
 
     def scores(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"score": self.score_all(heads, relations)}
@@ -345,10 +365,14 @@ class KGEModel(LinkPredictor):
         if o.loss == "softmax_ce":
             main = F.cross_entropy(self.score_all(batch.heads, batch.relations), batch.tails)
         else:
-            negatives = torch.randint(0, self.num_entities, (batch.heads.shape[0], o.num_negatives),
-                                      device=batch.heads.device)
-            scores = self.score_candidates(batch.heads, batch.relations,
-                                           torch.cat([batch.tails.unsqueeze(1), negatives], dim=1))
+            negatives = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives, model=self)
+            candidates = torch.cat([batch.tails.unsqueeze(1), negatives.entities], dim=1)
+            if negatives.image_only is None:
+                rows = self.entity_rows(candidates)
+            else:  # image-only negatives: the answer's rows with the image part of the drawn entity
+                keep = torch.where(negatives.image_only, batch.tails.unsqueeze(1), negatives.entities)
+                rows = self.entity_rows_with_image(torch.cat([batch.tails.unsqueeze(1), keep], dim=1), candidates)
+            scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
             positive, negative = scores[:, 0], scores[:, 1:]
             fn = nssa_loss if o.loss == "nssa" else margin_loss
             main = fn(positive, negative, o.margin, o.adversarial_temperature)

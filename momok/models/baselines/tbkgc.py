@@ -45,7 +45,7 @@ AdaMF-MAT scripts use for MKG-Y, not tuned for TBKGC)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -59,6 +59,7 @@ from momok.models.baselines.multimodal import ModalityInputs, check_modalities
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
+from momok.models.sampling import SamplerOptions, check_sampler
 
 ENERGIES = ("s", "m", "joint", "sm", "ms")
 
@@ -86,6 +87,9 @@ class TBKGCOptions:
     """Training loss (see :mod:`momok.models.baselines.kge`)."""
     num_negatives: PositiveInt = 128
     """Negatives per query for ``margin`` / ``nssa``."""
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    """How negatives are drawn (:mod:`momok.models.sampling`): ``{name: uniform}`` (default) or
+    ``{name: mans, ...}`` (MANS, whose base model is IKRL's energy; needs image in ``modalities``)."""
     margin: float = 6.0
     """γ of the loss."""
     adversarial_temperature: NonNegativeFloat = 2.0
@@ -108,6 +112,7 @@ class TBKGCOptions:
             raise ValueError(f"energies must be a non-empty subset of {list(ENERGIES)}, got {list(self.energies)}")
         if self.num_negatives < 1 or self.chunk_elements < 1:
             raise ValueError("num_negatives and chunk_elements must be at least 1")
+        check_sampler(self.sampler, self.modalities, cross_modal=True)
         if self.adversarial_temperature < 0 or self.regularization < 0:
             raise ValueError("adversarial_temperature and regularization must not be negative")
 
@@ -135,8 +140,13 @@ class TBKGC(KGEModel):
         self.interaction = pykeen_interaction("TransEInteraction", p=options.p)
         self._cache = ParameterCache()
 
-    def multimodal_rows(self, ids):
-        return torch.cat([self.inputs(m, ids) for m in self.file_modalities], dim=-1)
+    def multimodal_rows(self, ids, image_ids=None):
+        """``e_m`` of ``ids``, its image block taken from ``image_ids`` when given (MANS's visual negatives)."""
+        return torch.cat([self.inputs(m, image_ids if m == "image" and image_ids is not None else ids)
+                          for m in self.file_modalities], dim=-1)
+
+    def entity_rows_with_image(self, ids, image_ids):
+        return torch.cat([self.entity[ids], self.multimodal_rows(ids, image_ids)], dim=-1)
 
     def entity_rows(self, ids):
         if ids is None:
@@ -167,6 +177,15 @@ class TBKGC(KGEModel):
     def interact(self, h, r, t):
         hp, tp, r = self._parts(h), self._parts(t), self._relation(r)
         return sum(self.interaction(hp[a], r, tp[b]) for a, b in (self._PAIRS[e] for e in self.options.energies))
+
+    def prefers_cross_modal(self, heads, relations, candidates):
+        """MANS-A: ``d(h_m, t_s) + d(h_s, t_m) < d(h_s, t_s) + d(h_m, t_m)`` for candidate tails ``[B, n]``."""
+        hp = self._parts(self.entity_rows(heads).unsqueeze(1))
+        tp = self._parts(self.entity_rows(candidates))
+        r = self._relation(self.relation_rows(relations)).unsqueeze(1)
+        same = self.interaction(hp["s"], r, tp["s"]) + self.interaction(hp["m"], r, tp["m"])
+        cross = self.interaction(hp["m"], r, tp["s"]) + self.interaction(hp["s"], r, tp["m"])
+        return cross > same  # scores are negative energies
 
     def score_all_rows(self, h, r, table):
         hp, tp, r = self._parts(h), self._parts(table), self._relation(r)
