@@ -28,6 +28,7 @@ ignored when such a file is loaded again.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -419,16 +420,20 @@ def config_from_layers(layers: list[tuple[str, dict]]) -> RunConfig:
     merged: dict = {}
     origins: dict[tuple, str] = {}
     for label, layer in layers:
-        merged = _merge(merged, layer)
+        merged = deep_merge(merged, layer)
         origins.update({keys: label for keys in _key_paths(layer)})
     return config_from_dict(merged, path="run config", origins=origins)
 
 
-def _merge(base: dict, extra: Any) -> dict:
-    """``extra`` deep-merged into a copy of ``base`` (mappings key by key; anything else replaces)."""
-    out = dict(base)
+def deep_merge(base: dict, extra: Any) -> dict:
+    """``extra`` merged into a deep copy of ``base``: mappings key by key, anything else replaces (the
+    workflow merges its config layers with it too)."""
+    out = copy.deepcopy(base)
     for key, value in (extra or {}).items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
 
 

@@ -18,7 +18,6 @@
 #   noise<ratio>         Figure 3: image/text features with Gaussian noise on a share <ratio> of
 #                        entities (noise0.2); ratio 0 is the "full" run
 
-import copy
 import importlib.util
 import os
 import re
@@ -27,6 +26,7 @@ import shlex
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from momok.config import deep_merge
 from momok.modalities import FILE_MODALITIES as MODALITIES  # the modalities with feature files
 from momok.report.variants import FULL, noise_ratio, noise_variant, sweep_point, sweep_variant
 TABLES = ("table2", "table3", "table4")
@@ -237,17 +237,6 @@ def mirror_argument(wildcards):
 
 # --------------------------------------------------------------------------------------------
 # Run configs
-
-
-def deep_merge(base, extra):
-    """``extra`` merged into a copy of ``base``: dicts merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def dotted(key, value):
