@@ -22,3 +22,10 @@ class InputError(MomokError):
 
 class ConfigError(MomokError):
     """Invalid configuration: unknown key, bad value, missing feature file, ..."""
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, at most ``limit`` characters (its type's name when the
+    message is empty): what a one-line error quotes of a library's multi-line message."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__

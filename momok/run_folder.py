@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from momok.atomic import TEMP_SUFFIX
-from momok.errors import InputError
+from momok.errors import InputError, first_line
 from momok.utils import torch_save_atomic
 from momok.yamlio import load_yaml, parse_yaml
 
@@ -132,15 +132,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         content = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         raise InputError(path, "refused: the file holds Python objects beyond tensors and plain values, which "
-                               f"momok never writes ({_first_line(err)})") from None
+                               f"momok never writes ({first_line(err)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(path, f"truncated or not a momok checkpoint ({_first_line(err)}); delete the run "
+        raise InputError(path, f"truncated or not a momok checkpoint ({first_line(err)}); delete the run "
                                "folder to start it again") from None
     if not isinstance(content, dict) or "model" not in content:
         raise InputError(path, "not a momok checkpoint (no model state)")
     return content
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__

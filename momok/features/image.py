@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import torch
 
 from momok.checksums import file_sha256
-from momok.errors import InputError, MomokError
+from momok.errors import InputError, MomokError, first_line
 from momok.features import store
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
@@ -149,7 +149,7 @@ def load_image_encoder(encoder: str = "vgg16", layer: str | None = None, weights
                 state = state["state_dict"]
             model.load_state_dict(state)
         except Exception as err:
-            raise InputError(path, f"not a {encoder} state dict ({str(err).splitlines()[0][:300]})") from err
+            raise InputError(path, f"not a {encoder} state dict ({first_line(err)})") from err
         described = f"file:{path.name} sha256:{file_sha256(path)[:16]}"
 
     model = cut(model).eval()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from momok.checksums import file_sha256
-from momok.errors import InputError, MomokError
+from momok.errors import InputError, MomokError, first_line
 from momok.features import store
 
 ZERO_ROW_RULES = ("present", "missing")
@@ -55,10 +55,9 @@ def read_bundle_object(path: str | Path, *, trust_pickle: bool = False):
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         hint = ("; it holds Python objects beyond tensors and arrays: pass --trust-pickle only if you trust "
                 "its source" if isinstance(err, pickle.UnpicklingError) and not trust_pickle else "")
-        raise InputError(path, f"cannot read bundle ({first}){hint}") from err
+        raise InputError(path, f"cannot read bundle ({first_line(err)}){hint}") from err
 
 
 def _as_matrix(obj) -> torch.Tensor | None:

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 import torch
 
 from momok.data.datasets import quote_excerpt
-from momok.errors import InputError, MomokError
+from momok.errors import InputError, MomokError, first_line
 from momok.features import store
 from momok.features.image import resolve_device
 
@@ -165,7 +165,7 @@ def load_text_model(model: str, device: torch.device):
         where = "the local folder" if local else ("the Hugging Face cache (HF_HUB_OFFLINE is set)" if offline
                                                   else "the Hugging Face hub or its cache")
         raise MomokError(f"cannot load text model {model!r} from {where}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:300]}") from err
+                         f"{first_line(err)}") from err
     return tokenizer, encoder.eval().to(device)
 
 
