@@ -186,6 +186,38 @@ def test_chunked_scoring_equals_unchunked(name, options):
     torch.testing.assert_close(tiny, full)
 
 
+def l1_by_broadcast(queries, table):
+    return (queries.unsqueeze(1) - table.unsqueeze(0)).abs().sum(-1)
+
+
+@pytest.mark.parametrize("name,options", [("transe", {"p": 1}), ("pairre", {"p": 1}),
+                                          ("tbkgc", {"p": 1, "modalities": ("structure", "text")})])
+def test_l1_distance_fast_paths_equal_the_interaction_with_their_gradients(name, options, monkeypatch):
+    """The cdist (and, for PairRE, per-relation grouped) 1-N scores equal the straightforward
+    ``B × E × d`` formulation, values and gradients, on a batch whose relations repeat."""
+    features = {"text": feature_table(5, 4)}
+    heads = torch.tensor([0, 3, 3, 6, 1, 2, 5, 4])
+    relations = torch.tensor([1, 4, 1, 0, 4, 1, 5, 0])
+    weights = torch.randn(len(heads), E, generator=torch.Generator().manual_seed(3))
+
+    def scores_and_grads():
+        model = build(name, features, dim=4, **options)
+        scores = model.scores(heads, relations)["score"]
+        (scores * weights).sum().backward()
+        return scores.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    fast_scores, fast_grads = scores_and_grads()
+    if name == "tbkgc":  # its five TransE terms, each over the full B × E × d difference
+        monkeypatch.setattr(tbkgc, "l1_distance_all", l1_by_broadcast)
+    else:  # PyKEEN's interaction over B × E × d (the chunked default of every KGE model)
+        monkeypatch.setattr(type(build(name, **options)), "score_all_rows", kge.KGEModel.score_all_rows)
+    slow_scores, slow_grads = scores_and_grads()
+    torch.testing.assert_close(fast_scores, slow_scores, atol=1e-5, rtol=1e-5)
+    assert fast_grads and fast_grads.keys() == slow_grads.keys()
+    for key in fast_grads:
+        torch.testing.assert_close(fast_grads[key], slow_grads[key], atol=1e-5, rtol=1e-5)
+
+
 def test_losses_match_their_formulas():
     positive = torch.tensor([1.0, -2.0])
     negative = torch.tensor([[0.5, -1.0, 2.0], [-3.0, 0.0, 1.0]])

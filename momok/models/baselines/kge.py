@@ -257,6 +257,25 @@ def l2_distance_all(queries: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return squared.clamp_min(_L2_EPS).sqrt()
 
 
+def l1_distance_all(queries: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``‖q_b - t_e‖_1`` for all pairs ``[B, E]`` (``torch.cdist``: no ``B × E × d`` tensor)."""
+    return torch.cdist(queries, table, p=1)
+
+
+def grouped_by_rows(rows: torch.Tensor, score_group) -> torch.Tensor:
+    """``[B, E]`` scores of queries grouped by equal rows of ``rows`` ``[B, k]`` (e.g. a relation's
+    parameters): ``score_group(index, row)`` scores the queries ``index`` that share ``row``."""
+    _, group = torch.unique(rows, dim=0, return_inverse=True)
+    order = torch.argsort(group, stable=True)
+    counts = torch.bincount(group).tolist()
+    pieces, start = [], 0
+    for count in counts:
+        index = order[start:start + count]
+        pieces.append(score_group(index, rows[index[0]]))
+        start += count
+    return torch.cat(pieces)[torch.argsort(order)]
+
+
 def as_complex(x: torch.Tensor) -> torch.Tensor:
     """Real ``[..., 2d]`` (real parts, then imaginary parts) -> complex ``[..., d]``."""
     real, imag = x.chunk(2, dim=-1)
@@ -415,6 +434,8 @@ class TransE(KGEModel):
     def score_all_rows(self, h, r, table):
         if self.options.p == 2:
             return -l2_distance_all(h + r, table)
+        if self.options.p == 1:
+            return -l1_distance_all(h + r, table)
         return super().score_all_rows(h, r, table)
 
 
@@ -529,6 +550,11 @@ class PairRE(KGEModel):
             squared = (a.square().sum(-1, keepdim=True) + r_tail.square() @ table.square().T
                        - 2 * (a * r_tail) @ table.T)
             return -squared.clamp_min(_L2_EPS).sqrt()
+        if self.options.p == 1:
+            # t∘r_t depends on the query's relation: one L1 distance matrix per distinct r_t in the batch
+            r_head, r_tail = r
+            a = h * r_head
+            return grouped_by_rows(r_tail, lambda index, scale: -l1_distance_all(a[index], table * scale))
         return super().score_all_rows(h, r, table)
 
 

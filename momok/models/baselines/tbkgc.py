@@ -54,7 +54,13 @@ from torch import nn
 
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.modalities import MODALITIES
-from momok.models.baselines.kge import KGEModel, chunked_scores, l2_distance_all, pykeen_interaction
+from momok.models.baselines.kge import (
+    KGEModel,
+    chunked_scores,
+    l1_distance_all,
+    l2_distance_all,
+    pykeen_interaction,
+)
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
@@ -193,6 +199,8 @@ class TBKGC(KGEModel):
         for a, b in (self._PAIRS[e] for e in self.options.energies):
             if self.options.p == 2:
                 total = total - l2_distance_all(hp[a] + r, tp[b])
+            elif self.options.p == 1:
+                total = total - l1_distance_all(hp[a] + r, tp[b])
             else:
                 total = total + chunked_scores(self.interaction, hp[a], r, tp[b], self.options.chunk_elements)
         return total
