@@ -99,3 +99,23 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (keys in insertion order, trailing newline) atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m momok.atomic PATH TEXT``: write TEXT to PATH atomically (the workflow's run configs)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m momok.atomic PATH TEXT", file=sys.stderr)
+        return 2
+    try:
+        write_text_atomic(args[0], args[1])
+    except InputError as err:
+        print(f"momok.atomic: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
