@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,8 @@ SNAKEFILE = ROOT / "Snakefile"
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PAPER = ROOT / "config" / "config.yaml"
 TOY = ROOT / "config" / "toy.yaml"
+CPU = ROOT / "config" / "cpu.yaml"
+CPU_REFERENCE = ROOT / "results" / "reference" / "cpu"
 PROFILES = ROOT / "workflow" / "profiles"
 
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake is not installed")
@@ -344,6 +347,27 @@ def test_train_rule_leaves_resume_decisions_to_momok_train(tmp_path):
     assert (work / "results/configs/toy/momok/wo_noise/seed0.yaml").stat().st_mode & 0o777 != 0o600
 
 
+def test_cpu_profile_plans_the_runs_of_its_committed_reference(tmp_path):
+    """config/cpu.yaml plans every job its config asks for, and exactly the trainings whose results
+    are committed under results/reference/cpu (runs.tsv), so a rerun reproduces that table."""
+    config = load(CPU)
+    # upstream instead of the offline mirror: the plan is the same, and it needs no ../shared here
+    result = snakemake(tmp_path, "all", "-n", "--config", "data_mirror=null", config=CPU)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    counts = job_counts(output)
+    expected = expected_counts(config)
+    assert {k: v for k, v in counts.items() if k != "total"} == dict(expected)
+    planned = {(d, m, v, int(s)) for d, m, v, s in
+               re.findall(r"results/runs/([^/\s]+)/([^/\s]+)/([^/\s]+)/seed(\d+)/metrics\.json", output)}
+    assert planned == expected_runs(config)
+    with open(CPU_REFERENCE / "runs.tsv", newline="", encoding="utf-8") as handle:
+        committed = {(r["dataset"], r["model"], r["variant"], int(r["seed"]))
+                     for r in csv.DictReader(handle, delimiter="\t")}
+    assert planned == committed
+    assert load(CPU_REFERENCE / "provenance.json")["config_sha256"] == hashlib.sha256(CPU.read_bytes()).hexdigest()
+
+
 # --------------------------------------------------------------------------------------------
 # The schema
 
@@ -354,7 +378,7 @@ def validate(config: dict) -> None:
     snakemake_validate(copy.deepcopy(config), str(SCHEMA))
 
 
-@pytest.mark.parametrize("path", [PAPER, TOY], ids=["config", "toy"])
+@pytest.mark.parametrize("path", [PAPER, TOY, CPU], ids=["config", "toy", "cpu"])
 def test_shipped_configs_are_valid(path):
     validate(load(path))
 

@@ -170,7 +170,8 @@ def machine() -> dict:
     return info
 
 
-def collect(results: Path, config: Path, out: Path, started: str | None, finished: str | None) -> None:
+def collect(results: Path, config: Path, out: Path, started: str | None, finished: str | None,
+            command: str | None = None) -> None:
     if not config.is_file():
         raise InputError(config, "no such config file")
     rows = run_rows(results)
@@ -189,7 +190,7 @@ def collect(results: Path, config: Path, out: Path, started: str | None, finishe
         "commit": _git("rev-parse", "HEAD"),
         "local_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "config": str(config), "config_sha256": file_sha256(config),
-        "command": f"snakemake --cores {os.cpu_count()} all --configfile {config}",
+        "command": command or f"snakemake --cores {os.cpu_count()} all --configfile {config}",
         "started": started, "finished": finished,
         "trainings": len(rows), "training_seconds": sum(r["seconds"] or 0.0 for r in rows),
         "machine": machine(),
@@ -204,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=Path("results"), type=Path, help="the run's results folder")
     parser.add_argument("--started", help="when the run started (ISO time)")
     parser.add_argument("--finished", help="when the run finished (ISO time)")
+    parser.add_argument("--command", help="the command line of the run (default: snakemake --cores N all --configfile CONFIG)")
     args = parser.parse_args(argv)
     try:
-        collect(args.results, args.config, args.out, args.started, args.finished)
+        collect(args.results, args.config, args.out, args.started, args.finished, args.command)
     except InputError as err:
         print(f"reference: error: {err}", file=sys.stderr)
         return 2
