@@ -8,7 +8,9 @@
 * :mod:`~momok.models.baselines.mose`: ``mose`` (MoSE, Zhao et al. 2022: modality-split ComplEx scorers,
   average, boosting and meta-learner ensembles fit on validation);
 * :mod:`~momok.models.baselines.imf`: ``imf`` (IMF, Li et al. 2023: bilinear fusion, contrastive loss,
-  TuckER decoders per modality, decision fusion).
+  TuckER decoders per modality, decision fusion);
+* :mod:`~momok.models.baselines.rsme`: ``rsme`` (RSME, Wang et al. 2021: ComplEx over structure/image
+  embeddings plus a forget-gated visual similarity).
 """
 
-from momok.models.baselines import adamf, imf, kge, mose, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mose, rsme, tbkgc  # noqa: F401  (registration side effects)
