@@ -115,3 +115,129 @@ def test_rsme_beats_random_and_its_structure_only_variant(toy_with_features, tmp
     print(f"rsme: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
     assert full > 2 * random_mrr(300)
     assert full > structure_only + 0.01, (full, structure_only)
+
+
+# ---------------------------------------------------------------------------------------------- MMKRL
+
+
+def mmkrl_reference(model, features, p=1):
+    """MMKRL's pieces written out per entity / triple (module docstring of momok.models.baselines.mmkrl)."""
+    def n(x):
+        return x / x.norm()
+
+    W, Wsm = model.structure_projection.weight, model.alignment_projection.weight
+    b = {k: v for k, v in model.biases.items()}
+
+    def m(e):  # Σ_k P_k x_k, placeholder where the entity lacks the modality
+        total = 0
+        for k, table in features.items():
+            if table.mask[e]:
+                total = total + model.inputs.projections[k](table.features[e])
+            else:
+                total = total + model.inputs.placeholders[k]
+        return total
+
+    def d(a, r, c):
+        return torch.linalg.vector_norm(n(a) + n(r) - n(c), ord=p)
+
+    def score(h, q, t, mh=None, mt=None):
+        s, r = model.entity, model.relation
+        mh = m(h) if mh is None else mh
+        mt = m(t) if mt is None else mt
+        rr = W @ r[q] + b["relation"]
+        return -(d(W @ s[h] + b["head"], rr, W @ s[t] + b["tail"]) + d(mh, rr, mt) + d(mh, rr, s[t])
+                 + d(s[h], rr, mt)) / 4
+
+    def alignment(h, q, t):
+        s, r = model.entity, model.relation
+        mse = lambda x, y: ((x - y) ** 2).mean()  # noqa: E731
+        return (mse(s[h], W @ s[h] + b["head"]) + mse(s[t], W @ s[t] + b["tail"])
+                + mse(r[q], W @ r[q] + b["relation"]) + mse(Wsm @ s[h], m(h)) + mse(Wsm @ s[t], m(t)))
+
+    return m, score, alignment
+
+
+def test_mmkrl_score_is_the_mean_of_four_transe_energies():
+    features = {"image": feature_table(6, 1, missing=[2]), "text": feature_table(5, 2, missing=[4])}
+    model = build("mmkrl", features, dim=4)
+    heads, relations = queries()
+    _, score, _ = mmkrl_reference(model, features)
+    with torch.no_grad():
+        got = model.scores(heads, relations)["score"]
+        torch.testing.assert_close(got, by_hand(score, heads, relations), atol=1e-5, rtol=1e-5)
+        chunked = build("mmkrl", features, dim=4, chunk_elements=1).scores(heads, relations)["score"]
+        torch.testing.assert_close(chunked, got)
+    structure_only = build("mmkrl", dim=4, modalities=("structure",), p=2)
+    with torch.no_grad():
+        s, r = structure_only.entity, structure_only.relation
+        W, bias = structure_only.structure_projection.weight, structure_only.biases
+        n = lambda x: x / x.norm()  # noqa: E731
+        expected = by_hand(lambda h, q, t: -torch.linalg.vector_norm(
+            n(W @ s[h] + bias["head"]) + n(W @ r[q] + bias["relation"]) - n(W @ s[t] + bias["tail"])),
+            heads, relations)
+        torch.testing.assert_close(structure_only.scores(heads, relations)["score"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_mmkrl_loss_is_ranking_plus_alignment_plus_adversarial_ranking():
+    from momok.models.baselines.kge import margin_loss
+
+    features = {"image": feature_table(6, 1, missing=[3]), "text": feature_table(5, 2)}
+    model = build("mmkrl", features, dim=3, num_negatives=4, adversarial_epsilon=0.5, margin=2.0,
+                  adversarial_temperature=1.0)
+    heads, relations = queries()
+    tails = (heads + 1) % E
+    torch.manual_seed(0)
+    loss, parts = model.loss(TrainBatch(heads, relations, tails))
+    torch.manual_seed(0)
+    negatives = torch.randint(0, E, (len(heads), 4))
+    m, score, alignment = mmkrl_reference(model, features)
+    candidates = torch.cat([tails.unsqueeze(1), negatives], dim=1).tolist()
+
+    def ranking(mh_rows, mc_rows):  # margin loss over [B, 1 + n] scores, multi-modal rows given
+        scores = torch.stack([torch.stack([score(int(h), int(q), c, mh_rows[b], mc_rows[b][j])
+                                           for j, c in enumerate(candidates[b])])
+                              for b, (h, q) in enumerate(zip(heads, relations))])
+        return margin_loss(scores[:, 0], scores[:, 1:], 2.0, 1.0)
+
+    mh = [m(int(h)).detach().requires_grad_(True) for h in heads]
+    mc = [[m(c).detach().requires_grad_(True) for c in row] for row in candidates]
+    base = ranking(mh, mc)
+    grads = torch.autograd.grad(base, mh + [x for row in mc for x in row])
+    unit = [0.5 * g / g.norm() for g in grads]
+    mh_adv = [x + u for x, u in zip(mh, unit[:len(mh)])]
+    flat = [x + u for x, u in zip([x for row in mc for x in row], unit[len(mh):])]
+    mc_adv = [flat[i * 5:(i + 1) * 5] for i in range(len(heads))]
+    adversarial = ranking(mh_adv, mc_adv)
+    with torch.no_grad():
+        align = torch.stack([alignment(int(h), int(q), int(t)) for h, q, t in zip(heads, relations, tails)]).mean()
+    base, adversarial = base.detach(), adversarial.detach()
+    assert parts["margin"] == pytest.approx(float(base), rel=1e-5)
+    assert parts["adversarial"] == pytest.approx(float(adversarial), rel=1e-5)
+    # MSE over the batch = mean of the per-triple MSEs (equal sizes)
+    assert parts["alignment"] == pytest.approx(float(align), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(base + adversarial + align), rel=1e-5)
+    no_adversary = build("mmkrl", features, dim=3, adversarial_epsilon=0.0)
+    assert "adversarial" not in no_adversary.loss(TrainBatch(heads, relations, tails))[1]
+
+
+def test_mmkrl_rejects_other_samplers():
+    from momok.models.sampling import SamplerOptions
+
+    with pytest.raises(ValueError, match="uniform negatives"):
+        get_model("mmkrl").options(sampler=SamplerOptions(name="mans"))
+
+
+@pytest.mark.slow
+def test_mmkrl_beats_random_with_and_without_modalities(toy_with_features, tmp_path):  # noqa: F811
+    # Measured on this toy (5 epochs, seed 0): test MRR 0.052 with features, 0.059 for the structure-only
+    # variant and 0.066 for the full model with placeholders only (no feature files); with p = 2: 0.066,
+    # 0.073, 0.063. The paper's gain of the modalities does not show on this toy within a test-sized
+    # budget, so it is not asserted.
+    root, features = toy_with_features
+    model = {"name": "mmkrl", "dim": 32, "num_negatives": 32}
+    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=5, features=features))
+    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
+                                       epochs=5))
+    print(f"mmkrl: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    assert full > 2 * random_mrr(300)
+    assert structure_only > 2 * random_mrr(300)

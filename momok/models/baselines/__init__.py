@@ -10,7 +10,9 @@
 * :mod:`~momok.models.baselines.imf`: ``imf`` (IMF, Li et al. 2023: bilinear fusion, contrastive loss,
   TuckER decoders per modality, decision fusion);
 * :mod:`~momok.models.baselines.rsme`: ``rsme`` (RSME, Wang et al. 2021: ComplEx over structure/image
-  embeddings plus a forget-gated visual similarity).
+  embeddings plus a forget-gated visual similarity);
+* :mod:`~momok.models.baselines.mmkrl`: ``mmkrl`` (MMKRL, Lu et al. 2022: TransE energies across a structural
+  and a multi-modal space, knowledge alignment, adversarial perturbations).
 """
 
-from momok.models.baselines import adamf, imf, kge, mose, rsme, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc  # noqa: F401  (registration side effects)
