@@ -241,3 +241,91 @@ def test_mmkrl_beats_random_with_and_without_modalities(toy_with_features, tmp_p
     print(f"mmkrl: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
     assert full > 2 * random_mrr(300)
     assert structure_only > 2 * random_mrr(300)
+
+
+# ---------------------------------------------------------------------------------------------- TransAE
+
+
+def transae_code(model, features, e):
+    """z of entity e written out: per-modality ReLU layers, concatenation, joint ReLU layer."""
+    ae = model.autoencoder
+    hidden = []
+    for m in ("image", "text"):
+        if m not in features:
+            continue
+        table = features[m]
+        x = table.features[e] / table.features[e].norm() if table.mask[e] else torch.zeros(table.features.shape[1])
+        hidden.append(torch.relu(ae.encoders[m].weight @ x + ae.encoders[m].bias))
+    return torch.relu(ae.joint.weight @ torch.cat(hidden) + ae.joint.bias)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_transae_score_is_transe_over_autoencoder_codes(p):
+    features = {"image": feature_table(6, 1, missing=[2]), "text": feature_table(5, 2)}
+    model = build("transae", features, dim=4, hidden=3, p=p)
+    heads, relations = queries()
+    with torch.no_grad():
+        z = [transae_code(model, features, e) for e in range(E)]
+        n = [x / x.norm() for x in z]
+        r = model.relation
+        expected = by_hand(lambda h, q, t: -torch.linalg.vector_norm(n[h] + r[q] - n[t], ord=p), heads, relations)
+        torch.testing.assert_close(model.scores(heads, relations)["score"], expected, atol=1e-5, rtol=1e-5)
+    structure_only = build("transae", dim=4, modalities=("structure",), normalize=False)
+    with torch.no_grad():
+        e, r = structure_only.entity, structure_only.relation
+        expected = by_hand(lambda h, q, t: -torch.linalg.vector_norm(e[h] + r[q] - e[t], ord=1), heads, relations)
+        torch.testing.assert_close(structure_only.scores(heads, relations)["score"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_transae_loss_is_margin_plus_reconstruction_of_present_modalities():
+    from momok.models.baselines.kge import margin_loss
+
+    features = {"image": feature_table(6, 1, missing=[2, 5]), "text": feature_table(5, 2)}
+    model = build("transae", features, dim=4, hidden=3, num_negatives=3, margin=1.5, adversarial_temperature=0.5,
+                  reconstruction_weight=0.7)
+    heads, relations = queries()
+    tails = (heads + 1) % E
+    torch.manual_seed(0)
+    loss, parts = model.loss(TrainBatch(heads, relations, tails))
+    torch.manual_seed(0)
+    negatives = torch.randint(0, E, (len(heads), 3))
+    ae = model.autoencoder
+    with torch.no_grad():
+        z = [transae_code(model, features, e) for e in range(E)]
+        n = [x / x.norm() for x in z]
+        r = model.relation
+        scores = torch.tensor([[float(-torch.linalg.vector_norm(n[int(h)] + r[int(q)] - n[int(c)], ord=1))
+                                for c in [t] + row.tolist()]
+                               for h, q, t, row in zip(heads, relations, tails, negatives)])
+        ranking = margin_loss(scores[:, 0], scores[:, 1:], 1.5, 0.5)
+        entities = sorted(set(heads.tolist()) | set(tails.tolist()))
+        errors = []
+        for i, m in enumerate(("image", "text")):
+            table, squared, count = features[m], 0.0, 0
+            for e in entities:
+                if not table.mask[e]:
+                    continue
+                x = table.features[e] / table.features[e].norm()
+                v = torch.relu(ae.unjoint.weight @ z[e] + ae.unjoint.bias)[3 * i:3 * (i + 1)]
+                x_hat = ae.decoders[m].weight @ v + ae.decoders[m].bias
+                squared += float(((x_hat - x) ** 2).sum())
+                count += x.numel()
+            errors.append(squared / count)
+        reconstruction = sum(errors) / 2
+    assert parts["margin"] == pytest.approx(float(ranking), rel=1e-5)
+    assert parts["reconstruction"] == pytest.approx(reconstruction, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(ranking) + 0.7 * reconstruction, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_transae_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):  # noqa: F811
+    # Measured on this toy (seed 0): 5 epochs 0.056 test MRR with features vs 0.038 structure only
+    # (TransE); 10 epochs 0.059 vs 0.043.
+    root, features = toy_with_features
+    model = {"name": "transae", "dim": 32, "num_negatives": 32}
+    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=5, features=features))
+    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
+                                       epochs=5))
+    print(f"transae: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    assert full > 2 * random_mrr(300)
+    assert full > structure_only + 0.01, (full, structure_only)

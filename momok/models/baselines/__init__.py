@@ -12,7 +12,9 @@
 * :mod:`~momok.models.baselines.rsme`: ``rsme`` (RSME, Wang et al. 2021: ComplEx over structure/image
   embeddings plus a forget-gated visual similarity);
 * :mod:`~momok.models.baselines.mmkrl`: ``mmkrl`` (MMKRL, Lu et al. 2022: TransE energies across a structural
-  and a multi-modal space, knowledge alignment, adversarial perturbations).
+  and a multi-modal space, knowledge alignment, adversarial perturbations);
+* :mod:`~momok.models.baselines.transae`: ``transae`` (TransAE, Wang et al. 2019: TransE over the codes of a
+  multi-modal autoencoder).
 """
 
-from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc, transae  # noqa: F401  (registration side effects)
