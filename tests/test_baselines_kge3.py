@@ -329,3 +329,77 @@ def test_transae_beats_random_and_its_structure_only_variant(toy_with_features, 
     print(f"transae: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
     assert full > 2 * random_mrr(300)
     assert full > structure_only + 0.01, (full, structure_only)
+
+
+# ---------------------------------------------------------------------------------------------- VISTA
+
+
+def test_vista_scores_decode_head_relation_mask_against_encoded_entities():
+    features = {"image": feature_table(6, 1, missing=[2, 4]), "text": feature_table(5, 2)}
+    model = build("vista", features, dim=8, num_heads=2, ffn_dim=16)
+    model.eval()
+    heads, relations = queries()
+    tok = model.tokens
+    with torch.no_grad():
+        def entity(e):  # the sequence written out, the missing image token dropped (not masked)
+            sequence = [tok["entity_token"][0], model.norms["structure"](model.entity[e]) + tok["pos_structure"][0]]
+            if features["image"].mask[e]:
+                x = model.projections["image"](features["image"].features[e])
+                sequence.append(model.norms["image"](x) + tok["pos_image"][0])
+            x = model.projections["text"](features["text"].features[e])
+            sequence.append(model.norms["text"](x) + tok["pos_text"][0])
+            return model.entity_encoder(torch.stack(sequence).unsqueeze(0))[0, 0]
+
+        def relation(q):
+            sequence = [tok["relation_token"][0],
+                        model.norms["structure"](model.relation[q]) + tok["pos_relation_structure"][0]]
+            return model.relation_encoder(torch.stack(sequence).unsqueeze(0))[0, 0]
+
+        table = [entity(e) for e in range(E)]
+
+        def score(h, q, t):
+            sequence = torch.stack([table[h] + tok["pos_head"][0], relation(q) + tok["pos_relation"][0],
+                                    tok["mask_token"][0] + tok["pos_tail"][0]])
+            return model.decoder(sequence.unsqueeze(0))[0, 2] @ table[t]
+
+        torch.testing.assert_close(model.scores(heads, relations)["score"], by_hand(score, heads, relations),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_vista_loss_is_smoothed_cross_entropy_and_structure_only_variant_scores():
+    features = {"text": feature_table(5, 2)}
+    model = build("vista", features, dim=8, num_heads=2, ffn_dim=16, label_smoothing=0.2, modalities=("structure", "text"))
+    model.eval()  # no dropout: the loss is a function of the scores
+    heads, relations = queries()
+    tails = (heads + 3) % E
+    with torch.no_grad():
+        loss, parts = model.loss(TrainBatch(heads, relations, tails))
+        scores = model.scores(heads, relations)["score"]
+        expected = 0.0
+        for b, t in enumerate(tails.tolist()):
+            log_p = scores[b] - torch.logsumexp(scores[b], 0)
+            expected += float(-(0.8 * log_p[t] + 0.2 * log_p.mean())) / len(heads)
+    assert float(loss) == pytest.approx(expected, rel=1e-5) and set(parts) == {"ce"}
+    structure_only = build("vista", dim=8, num_heads=2, ffn_dim=16, modalities=("structure",))
+    structure_only.eval()
+    with torch.no_grad():
+        sequence, missing = structure_only.entity_sequence()
+        assert sequence.shape == (E, 2, 8) and not missing.any()
+        assert torch.isfinite(structure_only.scores(heads, relations)["score"]).all()
+    with pytest.raises(ValueError, match="must divide"):
+        get_model("vista").options(dim=10, num_heads=4)
+
+
+@pytest.mark.slow
+def test_vista_beats_random_with_and_without_modalities(toy_with_features, tmp_path):  # noqa: F811
+    # Measured on this toy (seed 0, dim 32, 4 heads, FFN 64): 5 epochs at lr 0.01 0.066 test MRR with
+    # features vs 0.061 structure only; 10 epochs at lr 0.003 0.069 vs 0.061. The gap is within what run
+    # noise could give, so only beating random is asserted.
+    root, features = toy_with_features
+    model = {"name": "vista", "dim": 32, "num_heads": 4, "ffn_dim": 64}
+    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=5, features=features))
+    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
+                                       epochs=5))
+    print(f"vista: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    assert full > 2 * random_mrr(300)
+    assert structure_only > 2 * random_mrr(300)

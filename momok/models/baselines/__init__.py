@@ -14,7 +14,9 @@
 * :mod:`~momok.models.baselines.mmkrl`: ``mmkrl`` (MMKRL, Lu et al. 2022: TransE energies across a structural
   and a multi-modal space, knowledge alignment, adversarial perturbations);
 * :mod:`~momok.models.baselines.transae`: ``transae`` (TransAE, Wang et al. 2019: TransE over the codes of a
-  multi-modal autoencoder).
+  multi-modal autoencoder);
+* :mod:`~momok.models.baselines.vista`: ``vista`` (VISTA, Lee et al. 2023: transformer encoders of entity
+  and relation tokens, a [MASK] decoder).
 """
 
-from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc, transae  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc, transae, vista  # noqa: F401  (registration side effects)
