@@ -8,7 +8,15 @@
 * :mod:`~momok.models.baselines.mose`: ``mose`` (MoSE, Zhao et al. 2022: modality-split ComplEx scorers,
   average, boosting and meta-learner ensembles fit on validation);
 * :mod:`~momok.models.baselines.imf`: ``imf`` (IMF, Li et al. 2023: bilinear fusion, contrastive loss,
-  TuckER decoders per modality, decision fusion).
+  TuckER decoders per modality, decision fusion);
+* :mod:`~momok.models.baselines.rsme`: ``rsme`` (RSME, Wang et al. 2021: ComplEx over structure/image
+  embeddings plus a forget-gated visual similarity);
+* :mod:`~momok.models.baselines.mmkrl`: ``mmkrl`` (MMKRL, Lu et al. 2022: TransE energies across a structural
+  and a multi-modal space, knowledge alignment, adversarial perturbations);
+* :mod:`~momok.models.baselines.transae`: ``transae`` (TransAE, Wang et al. 2019: TransE over the codes of a
+  multi-modal autoencoder);
+* :mod:`~momok.models.baselines.vista`: ``vista`` (VISTA, Lee et al. 2023: transformer encoders of entity
+  and relation tokens, a [MASK] decoder).
 """
 
-from momok.models.baselines import adamf, imf, kge, mose, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc, transae, vista  # noqa: F401  (registration side effects)
