@@ -13,6 +13,8 @@ Prints, side by side and each measured in a fresh process (its own peak memory):
 * a full filtered evaluation of MKG-Y's test split (5326 queries, both sides; model forward included)
   with :func:`momok.evaluation.evaluate`, against the reference forward with a per-query ranking loop
   over Python sets, run on the first ``--reference-queries`` queries and extrapolated linearly;
+* with ``--parts valid``, the per-epoch validation's form of it: the selection key "joint" alone
+  (``MoMoK.ranking_scores``; the reference computes its scores as for the evaluation and ranks "joint");
 * peak memory (peak RSS of the process, model and data included; on CUDA the allocator's peak) and a
   baseline process that only builds the data and model;
 * achieved GFLOP/s from analytic FLOP counts (:func:`step_flops`) and their fraction of the matmul rate.
@@ -70,7 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "../shared/datasets/MKG-Y",
                         help="dataset folder in the benchmark layout (default: the offline MKG-Y copy)")
     parser.add_argument("--presets", nargs="+", default=["paper", "authors"], choices=list(PRESETS))
-    parser.add_argument("--parts", nargs="+", default=["train", "eval"], choices=["train", "eval"])
+    parser.add_argument("--parts", nargs="+", default=["train", "eval"], choices=["train", "eval", "valid"],
+                        help="eval: every score key ranked (the final evaluation); valid: the selection key "
+                             "\"joint\" alone (per-epoch validation: MoMoK.ranking_scores; the reference "
+                             "computes its scores as for eval and ranks the joint one)")
     parser.add_argument("--impls", nargs="+", default=["fast", "reference"], choices=["fast", "reference"])
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
@@ -94,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc as it is (default: momok.utils.reuse_freed_memory(), as the "
                              "momok command does, in every child, fast and reference alike)")
-    parser.add_argument("--child", choices=["matmul", "baseline", "train", "eval"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["matmul", "baseline", "train", "eval", "valid"], help=argparse.SUPPRESS)
     parser.add_argument("--impl", choices=["fast", "reference"], default="fast", help=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=list(PRESETS), default="paper", help=argparse.SUPPRESS)
     parser.add_argument("--core-dropout", default=None, help=argparse.SUPPRESS)
@@ -240,6 +245,8 @@ def child_train(args, device) -> dict:
 
 
 def child_eval(args, device) -> dict:
+    """The test split's filtered evaluation; ``args.child == "valid"``: the selection key alone."""
+    selection = args.child == "valid"
     data, model = build(args, device)
     model.eval()
     E, R = data.num_entities, data.num_relations
@@ -261,9 +268,10 @@ def child_eval(args, device) -> dict:
         result["filter_index_s"] = time.perf_counter() - start
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             seconds = common.timed(
-                lambda: result.update(ranks=collect_ranks(model.scores, test.to(device), num_entities=E,
-                                                          num_relations=R, filter_index=index,
-                                                          batch_size=args.eval_batch_size)), device)
+                lambda: result.update(ranks=collect_ranks(
+                    (lambda e, r: {"joint": model.ranking_scores(e, r)}) if selection else model.scores,
+                    test.to(device), num_entities=E, num_relations=R, filter_index=index,
+                    batch_size=args.eval_batch_size)), device)
         ranks = result.pop("ranks")
         result["eval_s"] = seconds + result["filter_index_s"]
         result["mrr_joint"] = float(ranks["joint"].realistic.reciprocal().mean())
@@ -301,12 +309,15 @@ def child_eval(args, device) -> dict:
                     lambda: holder.update(scores=reference.reference_joint_scores(model, e.to(device), r.to(device))),
                     device)
                 begin = time.perf_counter()
-                ranks.append({k: reference.reference_ranks(v, e, r, t, known) for k, v in holder["scores"].items()})
+                ranks.append({k: reference.reference_ranks(v, e, r, t, known) for k, v in holder["scores"].items()
+                              if k == "joint" or not selection})
                 rank_s += time.perf_counter() - begin
                 flops += sum(forward_flops(model.options, "reference", E=E, B=e.numel(),
                                            U=int(torch.unique(r).numel()), raw_dims=[IMAGE_DIM, TEXT_DIM]).values())
                 # agreement with the fast path on the same queries (not timed)
                 fast_scores = model.scores(e.to(device), r.to(device))
+                if selection:
+                    fast_scores = {"joint": model.ranking_scores(e.to(device), r.to(device))}
                 mask = FilterIndex(everything, E, R).known_mask(e, r).to(device)
                 fast_joint = filtered_ranks(fast_scores["joint"], t.to(device), mask).realistic.cpu()
                 result["rank_mismatches"] = result.get("rank_mismatches", 0) + int(
@@ -334,7 +345,7 @@ def child(args) -> None:
     elif args.child == "train":
         result = child_train(args, device)
     else:
-        result = child_eval(args, device)
+        result = child_eval(args, device)  # eval or valid
     common.emit(result)
 
 
@@ -388,7 +399,7 @@ def main(argv=None) -> int:
                          f"{', '.join(f'{x:.4f}' for x in r['losses'])}")
             else:
                 rate_g = r["gflop"] / r["eval_s"]
-                line = f"[{preset}] eval {impl}: {r['eval_s']:.1f} s for {r['queries']} queries"
+                line = f"[{preset}] {part} {impl}: {r['eval_s']:.1f} s for {r['queries']} queries"
                 if impl == "reference":
                     line += (f" (extrapolated from {r['reference_queries']}: forward {r['forward_s']:.1f} s, "
                              f"per-query ranking {r['rank_s']:.1f} s; vs fast: {r['rank_mismatches']} joint "
@@ -404,10 +415,11 @@ def main(argv=None) -> int:
                 f, s = results["train", "fast", mode], results["train", "reference", None]
                 print(f"[{preset}] train speed-up (fast/{mode}) {s['step_median_s'] / f['step_median_s']:.2f}x, "
                       f"peak memory fast/reference {f['peak_memory_mb'] / s['peak_memory_mb']:.2f}")
-        if ("eval", "fast", None) in results and ("eval", "reference", None) in results:
-            f, s = results["eval", "fast", None], results["eval", "reference", None]
-            print(f"[{preset}] eval speed-up {s['eval_s'] / f['eval_s']:.1f}x, "
-                  f"peak memory fast/reference {f['peak_memory_mb'] / s['peak_memory_mb']:.2f}")
+        for part in ("eval", "valid"):
+            if (part, "fast", None) in results and (part, "reference", None) in results:
+                f, s = results[part, "fast", None], results[part, "reference", None]
+                print(f"[{preset}] {part} speed-up {s['eval_s'] / f['eval_s']:.1f}x, "
+                      f"peak memory fast/reference {f['peak_memory_mb'] / s['peak_memory_mb']:.2f}")
     print(f"# finished; {common.load_average()}")
     return 0
 

@@ -88,21 +88,31 @@ def autocast(config: RunConfig, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def evaluate_model(run: AssembledRun, triples: torch.Tensor, filter_index: FilterIndex) -> dict[str, dict]:
-    """Filtered evaluation of every score the model returns: ``{score_key: summary}``."""
+def evaluate_model(run: AssembledRun, triples: torch.Tensor, filter_index: FilterIndex, *,
+                   selection_only: bool = False) -> dict[str, dict]:
+    """Filtered evaluation of every score the model returns: ``{score_key: summary}``.
+
+    selection_only: evaluate only the model's ``ranking_key`` (what :func:`selection_value` reads), from
+    :meth:`~momok.models.base.LinkPredictor.ranking_scores`: the per-epoch validation. The final
+    evaluation of the best checkpoint reports every score key.
+    """
     model = run.model
     model.eval()
 
     def score_fn(entities: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
+        entities, relations = entities.to(run.device), relations.to(run.device)
         with autocast(run.config, run.device):
-            scores = model.scores(entities.to(run.device), relations.to(run.device))
+            if selection_only:
+                scores = {model.ranking_key: model.ranking_scores(entities, relations)}
+            else:
+                scores = model.scores(entities, relations)
         return {key: value.float() for key, value in scores.items()}
 
     return evaluate(
         score_fn, triples,
         num_entities=run.dataset.num_entities, num_relations=run.dataset.num_relations,
         filter_index=filter_index, batch_size=run.config.evaluation.batch_size, device=run.device,
-        relation_names=run.dataset.relations,
+        relation_names=run.dataset.relations, keys=[model.ranking_key] if selection_only else None,
     )
 
 

@@ -284,6 +284,7 @@ def collect_ranks(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     progress: bool = False,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, QueryRanks]:
     """The filtered ranks of the tail and head query of every triple, one :class:`QueryRanks` per score key.
 
@@ -297,6 +298,8 @@ def collect_ranks(
     device: where the query tensors go before ``score_fn`` is called; ``None`` = the device of
     ``triples``. The ranking runs on the device of the returned scores.
     progress: show a progress bar over the batches.
+    keys: rank only these score keys (each must be among what ``score_fn`` returns; the others are
+    ignored, not ranked); ``None`` = every key. Per-epoch validation ranks only the selection key.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -308,6 +311,8 @@ def collect_ranks(
     triples = _check_triples(triples, num_entities, num_relations)
     if triples.shape[0] == 0:
         raise ValueError("there are no triples to evaluate")
+    if keys is not None and not keys:
+        raise ValueError("keys must name at least one score key (or be None for all)")
     query_device = triples.device if device is None else torch.device(device)
     heads, relations, tails = triples.to(query_device, torch.int64).unbind(1)
     # Queries are scored in relation order (ranks come back in query order): a batch then holds few
@@ -329,7 +334,12 @@ def collect_ranks(
             named = {"score": output} if isinstance(output, torch.Tensor) else dict(output)
             if not named:
                 raise ValueError("score_fn returned an empty dict")
-            if parts and set(named) != set(parts):
+            if keys is not None:
+                missing = [key for key in keys if key not in named]
+                if missing:
+                    raise ValueError(f"score_fn returned the keys {sorted(named)}, without {missing}")
+                named = {key: named[key] for key in keys}
+            elif parts and set(named) != set(parts):
                 raise ValueError(f"score_fn returned the keys {sorted(named)} after {sorted(parts)}")
             known: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
             for key, scores in named.items():
@@ -412,12 +422,13 @@ def evaluate(
     device: torch.device | str | None = None,
     relation_names: Sequence[str] | None = None,
     progress: bool = False,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, dict]:
     """Filtered evaluation of ``triples`` (both sides): ``{score_key: summary}``.
 
-    The arguments are those of :func:`collect_ranks` (which computes the ranks) and of
-    :func:`summarize` (which turns them into the summary dict); ``relation_names`` (length R) names the
-    ``per_relation`` entries.
+    The arguments are those of :func:`collect_ranks` (which computes the ranks; ``keys`` chooses the
+    score keys) and of :func:`summarize` (which turns them into the summary dict); ``relation_names``
+    (length R) names the ``per_relation`` entries.
     """
     if relation_names is not None and len(relation_names) != num_relations:
         raise ValueError(f"relation_names has {len(relation_names)} names for {num_relations} relations")
@@ -430,6 +441,7 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         progress=progress,
+        keys=keys,
     )
     return {key: summarize(ranks, relation_names=relation_names) for key, ranks in collected.items()}
 

@@ -13,8 +13,8 @@ The loop (every model alike, through :class:`~momok.models.base.LinkPredictor`):
   ``model.estimator_loss`` (ExID's alternating CLUB updates). The model's optimiser never holds the
   estimator parameters.
 * Every ``evaluation.every`` epochs (and after the last) the filtered ``evaluation.metric`` of the
-  model's ``ranking_key`` score on valid is computed; its best epoch is saved to
-  ``checkpoint/best.pt``; ``evaluation.patience`` validations without improvement stop training.
+  model's ``ranking_key`` score on valid is computed (that score alone, from
+  ``LinkPredictor.ranking_scores``); its best epoch is saved to ``checkpoint/best.pt``; ``evaluation.patience`` validations without improvement stop training.
   Right before each validation a model that overrides ``fit_on_validation`` (MoSE's learned
   ensemble) fits it on the valid triples, ranked against a train + valid filter (never test); what it
   fits is saved with that epoch's checkpoint and logged in ``history.csv`` as ``fit_*``.
@@ -449,7 +449,8 @@ def _train_and_test(run: AssembledRun, out: Path, queries: torch.Tensor, label_i
         if epoch % config.evaluation.every == 0 or epoch == epochs:
             started = time.perf_counter()
             row.update(fit_on_validation(run, fit_filter))
-            valid_value = selection_value(config, model, evaluate_model(run, dataset.valid, filter_index))
+            valid_value = selection_value(config, model, evaluate_model(run, dataset.valid, filter_index,
+                                                                        selection_only=True))
             state.valid_seconds += time.perf_counter() - started
             state.last_valid = valid_value
             if valid_value > state.best_value or state.best_epoch is None:

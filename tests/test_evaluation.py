@@ -286,6 +286,27 @@ def test_dict_valued_score_fn():
     assert result["joint"] != result["v"]
 
 
+def test_keys_rank_only_the_chosen_scores():
+    """``keys`` (per-epoch validation: the selection key only) gives that key's summary exactly as a full
+    evaluation does, and nothing else; a key the score_fn lacks is a clear error."""
+    triples, test = make_graph()
+    first, second = score_table(seed=1), score_table(seed=2, levels=9)
+    index = FilterIndex(triples, E, R)
+
+    def score_fn(entities, relations):
+        return {"joint": first[entities, relations], "v": second[entities, relations]}
+
+    everything = evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, batch_size=6)
+    chosen = evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, batch_size=6,
+                      keys=["joint"])
+    assert list(chosen) == ["joint"]
+    assert chosen["joint"] == everything["joint"]
+    with pytest.raises(ValueError, match="without"):
+        evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, keys=["s"])
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, keys=[])
+
+
 def test_collect_ranks_layout_and_summarize():
     triples, test = make_graph()
     table = score_table()

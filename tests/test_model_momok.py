@@ -112,6 +112,40 @@ def test_grouped_scores_equal_explicit_per_query_scores(fusion_projection, guide
     torch.testing.assert_close(scores["joint"], sum(scores[k] for k in "svtj"))
 
 
+@pytest.mark.parametrize("joint_score", ["sum", "mean_sigmoid"])
+@pytest.mark.parametrize("guided", [True, False])
+@pytest.mark.parametrize("joint_training", [True, False])
+@pytest.mark.parametrize("fusion_projection", ["mlp", "linear"])
+def test_ranking_scores_equal_the_combined_explicit_scores(joint_score, guided, joint_training, fusion_projection):
+    """``ranking_scores`` (validation: the joint score alone, accumulated in place) against the joint score
+    combined from the per-query formulas, against ``scores()["joint"]``, and the same filtered ranks."""
+    from momok.evaluation import filtered_ranks
+
+    model = _model(joint_score=joint_score, candidate_relation_guidance=guided, joint_training=joint_training,
+                   fusion_projection=fusion_projection, batch_norm=False).eval()
+    heads, relations, tails = _queries()
+    with torch.no_grad():
+        fast = model.ranking_scores(heads, relations)
+        full = model.scores(heads, relations)["joint"]
+    keys = model.score_keys if joint_training else ["j"]
+    for b in range(B):
+        explicit = explicit_scores(model, int(heads[b]), int(relations[b]), guided)
+        terms = [explicit[k] if joint_score == "sum" else torch.sigmoid(explicit[k]) for k in keys]
+        expected = sum(terms) if joint_score == "sum" else sum(terms) / len(keys)
+        torch.testing.assert_close(fast[b], expected, rtol=1e-4, atol=1e-5)
+    if joint_score == "mean_sigmoid":
+        assert torch.equal(fast, full)  # the same operations in the same order
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    known = _labels(tails)
+    for a, b in zip(filtered_ranks(fast, tails, known), filtered_ranks(full, tails, known)):
+        assert torch.equal(a, b)
+    model.train()  # training mode: scores()["joint"] itself
+    torch.manual_seed(0)
+    train_scores = model.ranking_scores(heads, relations)
+    torch.manual_seed(0)
+    assert torch.equal(train_scores, model.scores(heads, relations)["joint"])
+
+
 def test_inverse_relation_query_scores_the_head():
     """Head prediction (?, r, t) is the tail query (t, r + R): its score of h is the inverse formula."""
     model = _model(batch_norm=False).eval()

@@ -409,6 +409,28 @@ def test_the_best_validation_checkpoint_is_tested(tmp_path, kg):
     assert evaluate_checkpoint(tmp_path / "run", "test")["joint"] != metrics["test"]["joint"]
 
 
+def test_validation_evaluates_the_selection_key_alone(tmp_path, kg, monkeypatch):
+    """Per-epoch validation ranks ``ranking_scores`` (the selection key) only; its summary is the full
+    evaluation's entry for that key, and the final evaluation still reports every key."""
+    from momok.assembly import all_triples_filter, build_run, evaluate_model
+
+    config = load_config(write_config(tmp_path / "c.yaml", kg, training={"epochs": 2}))
+    run = build_run(config, torch.device("cpu"))
+    index = all_triples_filter(run.dataset)
+    full = evaluate_model(run, run.dataset.valid, index)
+    assert sorted(full) == ["joint", "s"]
+    assert evaluate_model(run, run.dataset.valid, index, selection_only=True) == {"joint": full["joint"]}
+
+    calls = []
+    original = TinyModel.ranking_scores
+    monkeypatch.setattr(TinyModel, "ranking_scores", lambda self, h, r: calls.append(len(h)) or original(self, h, r))
+    metrics = train(config, tmp_path / "run", progress=False)
+    assert sum(calls) == 2 * 2 * run.dataset.valid.shape[0]  # two validations, both sides of each triple
+    assert sorted(metrics["valid"]) == sorted(metrics["test"]) == ["joint", "s"]
+    values = [float(row["valid_mrr"]) for row in read_history(tmp_path / "run")]
+    assert metrics["valid"]["joint"]["both"]["realistic"]["mrr"] == pytest.approx(values[metrics["best_epoch"] - 1])
+
+
 def test_early_stopping_with_patience(tmp_path, kg):
     config = load_config(write_config(tmp_path / "c.yaml", kg, model={"unlearn_after_steps": 16},
                                       training={"epochs": 30}, evaluation={"patience": 2, "every": 2}))

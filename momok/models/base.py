@@ -49,6 +49,11 @@ class LinkPredictor(nn.Module):
         """Scores ``[B, E]`` of every candidate tail, one entry per score (``ranking_key`` among them)."""
         raise NotImplementedError
 
+    def ranking_scores(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """``scores(heads, relations)[ranking_key]`` alone (what per-epoch validation ranks). A model may
+        override it to compute that one score with less work; it must return the same values."""
+        return self.scores(heads, relations)[self.ranking_key]
+
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Scalar training loss of a batch and its parts for logging (name -> float)."""
         raise NotImplementedError

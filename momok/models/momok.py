@@ -379,13 +379,18 @@ class MoMoK(LinkPredictor):
 
     def _forward(self, heads: torch.Tensor, relations: torch.Tensor):
         """Scores ``φ_m [B, E]`` per key of ``score_keys`` and the heads' expert outputs (for ExID)."""
+        queries, x, h, groups, h_heads = self._queries(heads, relations)
+        return self._candidate_scores(queries, x, h, groups), h_heads  # φ_m = q^m · e^m(t, r)
+
+    def _queries(self, heads: torch.Tensor, relations: torch.Tensor):
+        """Tucker queries ``q^m`` per score key, the entity tables ``x^m``, ``h^m`` (all E), the batch's
+        relation groups and the heads' expert outputs."""
         x = self._cached("inputs", self.modality_inputs)  # x^m_e, all entities
         h = self._cached("experts", lambda: self._experts(x))  # h^m_{e,k}
         h_heads = {k: v[heads] for k, v in h.items()}
         e_heads, _, _ = self._query_side(relations, h_heads, {k: v[heads] for k, v in x.items()}, noise=True)
         groups = RelationGroups.of(relations)
-        queries = self._tucker_queries(e_heads, groups)  # q^m
-        return self._candidate_scores(queries, x, h, groups), h_heads  # φ_m = q^m · e^m(t, r)
+        return self._tucker_queries(e_heads, groups), x, h, groups, h_heads  # q^m
 
     def _tucker_queries(self, embedded: dict[str, torch.Tensor], groups: RelationGroups) -> dict[str, torch.Tensor]:
         """``q^m = BN(e^m_h (W_m ×₁ r^m)) [B, dim]`` per score key; the cores contracted once per
@@ -397,11 +402,15 @@ class MoMoK(LinkPredictor):
         rel = self._relation_side(groups.relations)
         return {k: self.scorers[k](embedded[k], rel[k], groups) for k in self.score_keys}
 
+    def _candidate_logits(self, inputs) -> dict[str, torch.Tensor]:
+        """Every entity's gate logits ``[E, K]`` per modality, as candidates (gate noise as configured)."""
+        noisy = self.options.candidate_gate_noise
+        return self._cached("logits", lambda: {
+            k: self.experts[k].gate_logits(inputs[k], noise=noisy) for k in self.modality_keys})
+
     def _candidate_scores(self, queries, inputs, experts, groups: RelationGroups) -> dict[str, torch.Tensor]:
         """``φ_m = q^m · e^m(t, r)`` ``[B, E]`` for every candidate t, per score key."""
-        noisy = self.options.candidate_gate_noise
-        logits = self._cached("logits", lambda: {
-            k: self.experts[k].gate_logits(inputs[k], noise=noisy) for k in self.modality_keys})
+        logits = self._candidate_logits(inputs)
         tau = self.temperature(groups.relations)
         if not self.options.candidate_relation_guidance or tau is None:  # τ = 1: one encoding per step
             candidates = self._cached("candidates", lambda: self._candidates(experts, logits))
@@ -432,6 +441,57 @@ class MoMoK(LinkPredictor):
         scores, _ = self._forward(heads, relations)
         scores["joint"] = self._combine(scores)
         return scores
+
+    def ranking_scores(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """The ranking score "joint" alone (per-epoch validation), ``scores()["joint"]`` with less work:
+        only the scores it combines (``joint_training: false``: j alone, not the modalities'), each
+        added into one ``[B, E]`` matrix as it is computed (``sum``: ``addmm_``, the product accumulating
+        into it; ``mean_sigmoid``: ``sigmoid_``/``add_`` in place, in the same order as :meth:`_combine`)
+        instead of one matrix per key and their sum. Equal to ``scores()["joint"]`` up to float rounding
+        (``mean_sigmoid``: bit for bit); ``tests/test_model_momok.py`` checks scores and ranks. In training
+        mode or with autograd on it is ``scores()["joint"]``."""
+        if self.training or torch.is_grad_enabled():
+            return super().ranking_scores(heads, relations)
+        queries, x, h, groups, _ = self._queries(heads, relations)
+        keys = self.score_keys if self.options.joint_training else [JOINT]
+        total = None
+        logits = self._candidate_logits(x)
+        tau = self.temperature(groups.relations)
+        if not self.options.candidate_relation_guidance or tau is None:
+            candidates = self._cached("candidates", lambda: self._candidates(h, logits))
+            for k in keys:
+                total = self._accumulate(total, queries[k], candidates[k])
+        else:
+            gate_all = guided.group_gates(logits, tau)
+            mods = [k for k in keys if k != JOINT]
+
+            def group_scores(u, *group_queries):
+                part = None
+                for k, q in zip(mods, group_queries):
+                    part = self._accumulate(part, q, mix(gate_all[k][u], h[k]))
+                return part
+
+            if mods:
+                total = groups.map_groups(group_scores, *(queries[k] for k in mods))
+            if JOINT in keys:
+                tables = self._cached("fusion_tables", lambda: guided.fusion_tables(self.entity_fusion, h))
+                joint = guided.joint_scores(queries[JOINT], tables, gate_all, groups, self.entity_fusion,
+                                            recompute=False)
+                total = self._accumulate(total, scores=joint)
+        return total if self.options.joint_score == "sum" else total.div_(len(keys))
+
+    def _accumulate(self, total: torch.Tensor | None, query: torch.Tensor | None = None,
+                    candidates: torch.Tensor | None = None, scores: torch.Tensor | None = None) -> torch.Tensor:
+        """``total`` plus one key's term of the ranking score: its scores ``query @ candidates.T`` (or
+        ``scores`` given), through a sigmoid for ``mean_sigmoid``; in place on ``total`` (None: the first)."""
+        summed = self.options.joint_score == "sum"
+        if scores is None:
+            if total is not None and summed:
+                return total.addmm_(query, candidates.T)
+            scores = query @ candidates.T
+        if not summed:
+            scores = scores.sigmoid_()
+        return scores if total is None else total.add_(scores)
 
     def needs_labels(self) -> bool:
         return self.options.loss == "bce"
