@@ -182,10 +182,13 @@ class RunConfig:
 
     def file_modalities(self) -> list[str]:
         """File-backed modalities the model uses: those in ``model.modalities`` when the model has that
-        option, else every modality with a configured feature file."""
+        option (plus the files its negative sampler reads, MMRNS), else every modality with a configured
+        feature file."""
         wanted = getattr(self.model.options, "modalities", None)
         if wanted is None:
             return [m for m in FILE_MODALITIES if self.features.path_of(m) is not None]
+        sampler = getattr(self.model.options, "sampler", None)  # a sampler may read files of its own (MMRNS)
+        wanted = list(wanted) + (sampler.file_modalities() if sampler is not None else [])
         return [m for m in FILE_MODALITIES if m in wanted]
 
 

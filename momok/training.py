@@ -11,7 +11,8 @@ The loop (every model alike, through :class:`~momok.models.base.LinkPredictor`):
 * One Adam step of the model on ``model.loss``; then, when ``model.estimator_parameters()`` is not
   empty, one step of a second Adam (learning rate ``training.estimator_lr``) on
   ``model.estimator_loss`` (ExID's alternating CLUB updates). The model's optimiser never holds the
-  estimator parameters.
+  estimator parameters; it holds the parameters of ``model.parameter_groups()`` (MMRNS's sampler) in
+  param groups of their own, at their own learning rate.
 * Every ``evaluation.every`` epochs (and after the last) the filtered ``evaluation.metric`` of the
   model's ``ranking_key`` score on valid is computed (that score alone, from
   ``LinkPredictor.ranking_scores``); its best epoch is saved to ``checkpoint/best.pt``; ``evaluation.patience`` validations without improvement stop training.
@@ -120,19 +121,25 @@ def training_queries(train: torch.Tensor, num_relations: int, *, distinct: bool)
 
 def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """torch's Adam, fused (one kernel over all parameters per step) where their device supports it:
-    on the benchmark CPU 0.06 s instead of 0.19 s per step for MoMoK's 110 M parameters."""
+    on the benchmark CPU 0.06 s instead of 0.19 s per step for MoMoK's 110 M parameters. ``params``:
+    parameters, or param groups (dicts with ``params`` and optionally ``lr``)."""
     params = list(params)
-    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fused = bool(tensors) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in tensors)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def make_optimisers(config: RunConfig, model: LinkPredictor):
-    """The model's Adam (without estimator parameters), the estimator's Adam (or None), the schedule."""
+    """The model's Adam (without estimator parameters; the model's :meth:`~LinkPredictor.parameter_groups`
+    as param groups of their own after the group at ``training.lr``), the estimator's Adam (or None),
+    the schedule."""
     estimator = list(model.estimator_parameters())
-    estimator_ids = {id(p) for p in estimator}
-    main = [p for p in model.parameters() if p.requires_grad and id(p) not in estimator_ids]
+    own = [(list(params), lr) for params, lr in model.parameter_groups()]
+    set_apart = {id(p) for p in estimator} | {id(p) for params, _ in own for p in params}
+    main = [p for p in model.parameters() if p.requires_grad and id(p) not in set_apart]
     t = config.training
-    optimiser = adam(main, t.lr, t.weight_decay)
+    groups = [{"params": main}] + [{"params": params, "lr": lr} for params, lr in own]
+    optimiser = adam(groups if own else main, t.lr, t.weight_decay)
     estimator_optimiser = adam(estimator, t.estimator_lr) if estimator else None
     if t.lr_schedule == "exponential":
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=t.lr_decay)

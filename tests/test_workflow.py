@@ -87,7 +87,8 @@ def expected_runs(config: dict) -> set[tuple[str, str, str, int]]:
     seeds = lambda section: section.get("seeds") or config["seeds"]  # noqa: E731
     runs = set()
     t2 = config["table2"]
-    runs |= {(d, m, "full", s) for d in t2["datasets"] for m in t2["models"] for s in seeds(t2)}
+    runs |= {(d, m, "full", s) for d in t2["datasets"] for m in t2["models"] for s in seeds(t2)
+             if m not in t2.get("skip", {}).get(d, [])}
     t3 = config["table3"]
     for variant in ["full", *t3["variants"]]:
         runs |= {(d, t3["model"], variant, s) for d in t3["datasets"] for s in seeds(t3)}

@@ -56,6 +56,10 @@ def _set(keys: str, value):
     (_set("figure3.datasets", ["MKG-Y"]), ["figure3.datasets: 'MKG-Y' is not configured under datasets:"]),
     (_set("table3.variants", ["wo_exid", "wo_exidd"]), ["table3.variants: 'wo_exidd' is not configured"]),
     (_set("models.transx", {}), ["models.transx: model.name: unknown model 'transx'"]),
+    (_set("models.mans.model.name", "nope"), ["models.mans: model.name: unknown model 'nope'"]),
+    (_set("models.mmrns.model.sampler.pool_size", 0), ["models.mmrns: model.sampler.pool_size: must be at least 1"]),
+    (_set("table2.skip", {"toy": ["nope"]}), ["table2.skip.toy: 'nope' is not configured under models:"]),
+    (_set("table2.skip", {"MKG-Y": ["mans"]}), ["table2.skip: 'MKG-Y' is not configured under datasets:"]),
     (_set("datasets.toy.raw.toy.options.entities", 5), ["datasets.toy.raw.toy.options: toy option entities=5"]),
 ])
 def test_plan_fails_naming_the_config_key(tmp_path, change, words):
@@ -100,3 +104,23 @@ def test_an_injected_extra_is_not_executed(tmp_path):
     assert not (tmp_path / "INJECTED").exists()
     log = (tmp_path / "results/logs/encode_texts/toy.log").read_text(encoding="utf-8")
     assert "--batch-size: invalid" in log and "'8;'" in log, log  # the word "8;" reached argparse as is
+
+
+def test_a_models_entry_runs_a_registered_model_under_its_own_key(tmp_path):
+    """config/toy.yaml's mans and mmrns: keys that are not registered models, whose entries name their base
+    scorer in model.name; the run config (rendered for real, a local job with no inputs) keeps the key's
+    overrides and the entry's model.name. table2.skip leaves a model's runs on a dataset out of the plan."""
+    config = load(TOY)
+    assert {"mans", "mmrns"} <= set(config["table2"]["models"])
+    targets = [f"results/configs/toy/{key}/full/seed0.yaml" for key in ("mans", "mmrns")]
+    result = snakemake(tmp_path, *targets, "--cores", "1", config=TOY, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    mans, mmrns = (load(tmp_path / target) for target in targets)
+    assert mans["model"]["name"] == "ikrl" and mans["model"]["sampler"] == config["models"]["mans"]["model"]["sampler"]
+    assert mmrns["model"]["name"] == "transe" and mmrns["model"]["sampler"]["name"] == "mmrns"
+    assert mmrns["features"]["image"] and mmrns["features"]["text"]  # the sampler's files, not nulled
+
+    code, output = plan(tmp_path, toy_with(_set("table2.skip", {"toy": ["mans"]})), "table2")
+    assert code == 0, output
+    assert "results/runs/toy/mmrns/full/seed0/metrics.json" in output
+    assert "results/runs/toy/mans/" not in output

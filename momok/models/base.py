@@ -77,6 +77,12 @@ class LinkPredictor(nn.Module):
         """
         return {}
 
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """Parameters that the model's optimiser trains at a learning rate of their own, one Adam param
+        group each, as ``(parameters, lr)`` (MMRNS's sampler with ``sampler.lr``); the others train at
+        ``training.lr``. Default: none."""
+        return []
+
     def needs_labels(self) -> bool:
         """Whether ``loss`` reads ``TrainBatch.labels`` (multi-label 1-N losses)."""
         return False

@@ -45,6 +45,16 @@ epochs; hybrid β = 0.3) give no settings for MKG-W/MKG-Y. Example (MANS-H over 
     model: {name: ikrl, dim: 128, margin: 12.0, adversarial_temperature: 0.0, num_negatives: 1,
             sampler: {name: mans, mode: hybrid, visual_share: 0.3}}
 
+``mmrns``: MMRNS (Xu et al., ACM MM 2022), a learned relation-aware sampler with its own parameters and
+loss; see :mod:`momok.models.mmrns`.
+
+What a sampler may hand the loss besides the entities (:class:`Negatives`): ``mixing``, straight-through
+one-hot weights over a candidate ``pool`` (the model scores the mixtures of the pool's rows, so the
+loss's gradient reaches the sampler), and ``loss``, the sampler's own loss term, a function of the
+loss's detached per-negative weights. A sampler that reads every known training answer of each query
+says so with ``needs_labels`` (the trainer then fills ``TrainBatch.labels``), and one with a learning
+rate of its own (``lr``) gets its own Adam param group (:meth:`~momok.models.base.LinkPredictor.parameter_groups`).
+
 Departures: the visual source ``t'`` is drawn uniformly among the entities *with* an image other than
 the answer (an entity without image would give the answer's own placeholder vector back, i.e. the
 positive itself); MANS's normal negatives are drawn uniformly among the E - 1 entities other than the
@@ -57,27 +67,57 @@ for every model); MANS-A's visual negatives take their image from a separate dra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
-from momok.bounds import NonNegativeInt, UnitInterval
+from momok.bounds import NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
 from momok.errors import ConfigError
+from momok.modalities import FILE_MODALITIES
 
 @dataclass
 class SamplerOptions:
     """``model.sampler:`` the negative sampler of a negative-sampling model (``loss: nssa`` or ``margin``)."""
 
-    name: Literal["uniform", "mans"] = "uniform"
+    name: Literal["uniform", "mans", "mmrns"] = "uniform"
     """``uniform``: negatives uniform over all entities; ``mans``: modality-aware (image-part) negatives,
-    for models with an image part (``ikrl``, ``tbkgc`` with image); see :mod:`momok.models.sampling`."""
+    for models with an image part (``ikrl``, ``tbkgc`` with image); see :mod:`momok.models.sampling`;
+    ``mmrns``: relation-enhanced learned negatives (:mod:`momok.models.mmrns`), any negative-sampling model."""
     mode: Literal["visual", "hybrid", "two_stage", "adaptive"] = "hybrid"
     """(mans) ``visual`` (MANS-V), ``hybrid`` (MANS-H), ``two_stage`` (MANS-T) or ``adaptive`` (MANS-A)."""
     visual_share: UnitInterval = 0.5
     """(mans, hybrid) β, the share of each batch's negatives that are visual negatives."""
     visual_steps: NonNegativeInt = 1000
     """(mans, two_stage) training steps with visual negatives before normal negatives take over."""
+    pool_size: PositiveInt = 1500
+    """(mmrns) candidates drawn uniformly (one pool per batch) among which the negatives are sampled
+    (official ``--pre_sample_num`` 1500)."""
+    attention_dim: PositiveInt = 50
+    """(mmrns) width of the projected image/text vectors and of the sampler's relation vectors (official 50)."""
+    hidden_dim: PositiveInt = 100
+    """(mmrns) hidden width of the structural channel's gate MLP (official 100)."""
+    exploration_temperature: PositiveFloat = 10.0
+    """(mmrns) τ₀ of the sampling temperature τ = τ₀ / (1 + ln(step + 1)) (official ``--exploration_temp`` 10)."""
+    loss_rate: PositiveFloat = 100.0
+    """(mmrns) the contrastive loss of the three channels is divided by 3 × this (official ``--loss_rate`` 100)."""
+    modalities: tuple[str, ...] = ("image", "text")
+    """(mmrns) the feature files its semantic channels read, loaded whatever the base model's own
+    ``modalities`` (a channel whose file is absent under ``features.allow_missing`` is left out)."""
+    lr: PositiveFloat | None = None
+    """(mmrns) learning rate of the sampler's parameters, an Adam param group of their own (official
+    ``--kca_lr``; README example 1e-4); null: ``training.lr``."""
+
+
+    def __post_init__(self):
+        bad = [m for m in self.modalities if m not in FILE_MODALITIES]
+        if bad or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"model.sampler.modalities: a subset of {list(FILE_MODALITIES)} without repeats, "
+                             f"got {list(self.modalities)}")
+
+    def file_modalities(self) -> list[str]:
+        """The feature files the sampler reads besides the model's (mmrns: ``modalities``)."""
+        return list(self.modalities) if self.name == "mmrns" else []
 
 
 @dataclass
@@ -88,20 +128,33 @@ class Negatives:
     image_only: ``BoolTensor[B, n]`` or ``None``: True where the negative is the answer with only its
     image part taken from ``entities`` (a MANS visual negative); ``None``: every negative is the whole
     entity ``entities``.
+    mixing: ``FloatTensor[B, n, C]`` or ``None``: straight-through one-hot weights of each negative over the
+    candidates ``pool`` (``LongTensor[C]``): one in value at ``entities``, with the gradient of the
+    sampler's soft sample; the model scores ``mixing @ rows(pool)`` instead of ``rows(entities)``.
+    loss: ``None``, or the sampler's own loss term as a function of the loss's detached weights of the
+    negatives ``[B, n]`` (MMRNS's contrastive loss); the model adds it to its loss.
     """
 
     entities: torch.Tensor
     image_only: torch.Tensor | None = None
+    mixing: torch.Tensor | None = None
+    pool: torch.Tensor | None = None
+    loss: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class NegativeSampler(nn.Module):
     """Interface: :meth:`sample` draws negatives for a batch of queries (a module, so that a sampler's
     state, e.g. a step count, is saved with the model)."""
 
+    #: whether :meth:`sample` reads ``labels`` (every known training answer of each query)
+    needs_labels: bool = False
+
     def sample(self, heads: torch.Tensor, relations: torch.Tensor, answers: torch.Tensor, num_negatives: int,
-               generator: torch.Generator | None = None, model=None) -> Negatives:
+               generator: torch.Generator | None = None, model=None, labels: torch.Tensor | None = None
+               ) -> Negatives:
         """Negatives for the queries ``(heads[i], relations[i])`` with answers ``answers[i]`` (all ``[B]``);
-        ``model``: the model being trained, for samplers that read its scores (MANS-A)."""
+        ``model``: the model being trained, for samplers that read it (MANS-A, MMRNS); ``labels``:
+        ``BoolTensor[B, E]`` of every training answer of each query (given when ``needs_labels``)."""
         raise NotImplementedError
 
 
@@ -112,7 +165,7 @@ class UniformSampler(NegativeSampler):
         super().__init__()
         self.num_entities = num_entities
 
-    def sample(self, heads, relations, answers, num_negatives, generator=None, model=None):
+    def sample(self, heads, relations, answers, num_negatives, generator=None, model=None, labels=None):
         return Negatives(torch.randint(0, self.num_entities, (answers.shape[0], num_negatives),
                                        device=answers.device, generator=generator))
 
@@ -161,7 +214,7 @@ class MANSSampler(NegativeSampler):
             self.steps += 1
         return mask
 
-    def sample(self, heads, relations, answers, num_negatives, generator=None, model=None):
+    def sample(self, heads, relations, answers, num_negatives, generator=None, model=None, labels=None):
         normal = uniform_excluding(answers, self.all_entities, num_negatives, generator)
         share = self.options.visual_share
         if self.options.mode == "adaptive":
@@ -184,10 +237,17 @@ def check_sampler(options: SamplerOptions, modalities, *, cross_modal: bool = Fa
         raise ValueError("model.sampler: mode adaptive needs the structure/multimodal energies of tbkgc or ikrl")
 
 
-def build_sampler(options: SamplerOptions, num_entities: int, features: dict) -> NegativeSampler:
-    """The sampler ``options`` names; ``features``: the run's feature tables (MANS reads the image mask)."""
+def build_sampler(options: SamplerOptions, num_entities: int, features: dict, *, num_relations: int = 0,
+                  structure_width: int = 0, generator: torch.Generator | None = None) -> NegativeSampler:
+    """The sampler ``options`` names; ``features``: the run's feature tables (MANS reads the image mask,
+    MMRNS the image and text rows); MMRNS also needs the number of relations (without inverses), the
+    width of the model's structure rows and the build generator (its initial weights)."""
     if options.name == "uniform":
         return UniformSampler(num_entities)
+    if options.name == "mmrns":
+        from momok.models.mmrns import MMRNSSampler
+
+        return MMRNSSampler(options, num_entities, num_relations, structure_width, features, generator)
     table = features.get("image")
     if table is None:
         raise ConfigError("model.sampler: mans needs image features (set features.image and list image in "

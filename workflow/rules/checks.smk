@@ -35,6 +35,9 @@ def check_experiment_names():
             named.append(("model", "models", [section["model"]]))
         if "variants" in section:
             named.append(("variants", "variants", section["variants"]))
+        for dataset, models in section.get("skip", {}).items():
+            named.append(("skip", "datasets", [dataset]))
+            named += [(f"skip.{dataset}", "models", models)]
         for key, where, names in named:
             for name in names:
                 if name not in config[where]:

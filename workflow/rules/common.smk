@@ -297,8 +297,10 @@ def variant_label(variant):
 
 def run_layers(dataset, model, variant):
     """(config key, run-config overrides) of one run in merge order, later wins: run_defaults <
-    models.<model> (model.name is the key) < datasets.<dataset>.overrides <
-    datasets.<dataset>.models.<model> < the variant's overrides."""
+    models.<model> < datasets.<dataset>.overrides < datasets.<dataset>.models.<model> < the variant's
+    overrides. ``model`` is a key of config["models"]: the run's model.name is that key unless the
+    entry sets model.name itself (``mans: {model: {name: ikrl, sampler: {name: mans}}}`` runs IKRL with
+    MANS's sampler under the name mans, in its run folder and in the tables)."""
     if model not in config["models"]:
         raise WorkflowError(f"model {model!r} is not configured; configured: {', '.join(config['models'])}")
     entry = dataset_config(dataset)
@@ -379,10 +381,12 @@ def experiment_metrics(target):
         raise WorkflowError(f"unknown target {target!r}")
     section = config[target]
     models = section["models"] if "models" in section else [section["model"]]
+    skip = section.get("skip", {})  # table2: dataset -> models not run on it
     return [
         f"results/runs/{dataset}/{model}/{variant}/seed{seed}/metrics.json"
         for dataset in section["datasets"]
         for model in models
+        if model not in skip.get(dataset, [])
         for variant in EXPERIMENT_VARIANTS[target](section)
         for seed in _seeds(section)
     ]

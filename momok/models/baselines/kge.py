@@ -329,7 +329,9 @@ class KGEModel(LinkPredictor):
         self.num_entities = context.num_entities
         self.num_relations = context.num_relations
         self.interaction: nn.Module | None = None
-        self.sampler = build_sampler(options.sampler, context.num_entities, context.features)
+        self.sampler = build_sampler(options.sampler, context.num_entities, context.features,
+                                     num_relations=context.num_relations, structure_width=self.structure_width(),
+                                     generator=context.generator)
 
     # -- representations (subclasses)
     def entity_rows(self, ids: torch.Tensor | None) -> torch.Tensor:
@@ -343,6 +345,16 @@ class KGEModel(LinkPredictor):
     def penalty_rows(self, heads, relations, tails) -> list[torch.Tensor]:
         """The raw parameters that ``regularization`` penalises for a batch of triples."""
         return []
+
+    def structure_width(self) -> int:
+        """Width of :meth:`structure_rows` (known from the options, before the embeddings exist: the
+        sampler is built first)."""
+        return self.options.dim
+
+    def structure_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The real structure embedding rows ``[..., structure_width]`` of ``ids`` (what MMRNS's structural
+        channel reads)."""
+        return self.entity[ids]
 
     def entity_rows_with_image(self, ids: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
         """Representations of entities ``ids`` whose image part is that of ``image_ids`` (same shape)."""
@@ -379,14 +391,28 @@ class KGEModel(LinkPredictor):
         return {"score": self.score_all(heads, relations)}
 
     # -- training
+    def needs_labels(self) -> bool:
+        return self.options.loss != "softmax_ce" and self.sampler.needs_labels
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        lr = self.options.sampler.lr
+        params = [p for p in self.sampler.parameters() if p.requires_grad]
+        return [(params, lr)] if lr is not None and params else []
+
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.options
+        sampler_loss = None
         if o.loss == "softmax_ce":
             main = F.cross_entropy(self.score_all(batch.heads, batch.relations), batch.tails)
         else:
-            negatives = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives, model=self)
+            negatives = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives, model=self,
+                                            labels=batch.labels)
             candidates = torch.cat([batch.tails.unsqueeze(1), negatives.entities], dim=1)
-            if negatives.image_only is None:
+            if negatives.mixing is not None:  # straight-through one-hot mixtures of the pool's rows (MMRNS)
+                pool_rows = self.entity_rows(negatives.pool)
+                mixed = negatives.mixing.to(pool_rows.dtype) @ pool_rows
+                rows = torch.cat([self.entity_rows(batch.tails).unsqueeze(1), mixed], dim=1)
+            elif negatives.image_only is None:
                 rows = self.entity_rows(candidates)
             else:  # image-only negatives: the answer's rows with the image part of the drawn entity
                 keep = torch.where(negatives.image_only, batch.tails.unsqueeze(1), negatives.entities)
@@ -395,8 +421,13 @@ class KGEModel(LinkPredictor):
             positive, negative = scores[:, 0], scores[:, 1:]
             fn = nssa_loss if o.loss == "nssa" else margin_loss
             main = fn(positive, negative, o.margin, o.adversarial_temperature)
+            if negatives.loss is not None:
+                sampler_loss = negatives.loss(_negative_weights(negative.detach(), o.adversarial_temperature))
         parts = {o.loss: float(main.detach())}
         total = main
+        if sampler_loss is not None:
+            total = total + sampler_loss
+            parts["sampler"] = float(sampler_loss.detach())
         if o.regularization > 0:
             penalty = sum(x.abs().pow(o.regularization_norm).sum(-1).mean()
                           for x in self.penalty_rows(batch.heads, batch.relations, batch.tails))
@@ -465,6 +496,9 @@ class DistMult(KGEModel):
 class ComplEx(KGEModel):
     """``Re(<h, r, conj t>)`` (PyKEEN ``ComplExInteraction``); 1-N as two real matrix products."""
 
+    def structure_width(self):
+        return 2 * self.options.dim
+
     def __init__(self, options: ComplExOptions, context: BuildContext):
         super().__init__(options, context)
         self.entity = _xavier((context.num_entities, 2 * options.dim), context.generator)
@@ -488,6 +522,9 @@ class ComplEx(KGEModel):
 class RotationScoring:
     """RotatE's scoring hooks for a :class:`KGEModel` with a ``phase`` table, an ``entity`` table and
     ``options.p`` (shared by RotatE and AdaMF, whose score function is RotatE's)."""
+
+    def structure_width(self):
+        return 2 * self.options.dim
 
     def relation_rows(self, ids):
         phase = self.phase[ids]
