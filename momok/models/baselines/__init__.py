@@ -8,7 +8,13 @@
 * :mod:`~momok.models.baselines.mose`: ``mose`` (MoSE, Zhao et al. 2022: modality-split ComplEx scorers,
   average, boosting and meta-learner ensembles fit on validation);
 * :mod:`~momok.models.baselines.imf`: ``imf`` (IMF, Li et al. 2023: bilinear fusion, contrastive loss,
-  TuckER decoders per modality, decision fusion).
+  TuckER decoders per modality, decision fusion);
+* :mod:`~momok.models.baselines.otkge`: ``otkge`` (OTKGE, Cao et al. 2022: optimal-transport mapping of the
+  modality features into the structural space, fusion, ComplEx);
+* :mod:`~momok.models.baselines.qeb`: ``qeb`` (QEB of TIVA-KG, Wang et al. 2023: ten TransE energies over
+  structural and multimodal embeddings);
+* :mod:`~momok.models.baselines.vbkgc`: ``vbkgc`` (VBKGC, Zhang and Zhang 2022: structural and fused
+  multimodal embeddings, twins negative sampling).
 """
 
-from momok.models.baselines import adamf, imf, kge, mose, tbkgc  # noqa: F401  (registration side effects)
+from momok.models.baselines import adamf, imf, kge, mose, otkge, qeb, tbkgc, vbkgc  # noqa: F401  (registration side effects)
