@@ -213,10 +213,13 @@ class QEB(KGEModel):
 
     # -- representations
     def _rows(self, ids: torch.Tensor) -> torch.Tensor:
-        parts = [self._map(self.structure_map, self.entity[ids])]
+        # each distinct entity once (negatives repeat entities; raw rows are wide)
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        parts = [self._map(self.structure_map, self.entity[unique])]
         if self.file_modalities:
-            parts.append(self._map(self.multimodal_map, self.inputs(ids)))
-        return torch.cat(parts, dim=-1)
+            parts.append(self._map(self.multimodal_map, self.inputs(unique)))
+        rows = torch.cat(parts, dim=-1)
+        return rows[inverse].reshape(*ids.shape, rows.shape[-1])
 
     def entity_rows(self, ids):
         if ids is None:

@@ -151,7 +151,10 @@ class VBKGC(KGEModel):
     def _rows(self, ids: torch.Tensor) -> torch.Tensor:
         if not self.file_modalities:
             return self.entity[ids]
-        return torch.cat([self.entity[ids], self.multimodal_rows(ids)], dim=-1)
+        # each distinct entity once (negatives repeat entities; raw rows are wide)
+        unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
+        rows = torch.cat([self.entity[unique], self.multimodal_rows(unique)], dim=-1)
+        return rows[inverse].reshape(*ids.shape, rows.shape[-1])
 
     def entity_rows(self, ids):
         if ids is None:
