@@ -16,7 +16,26 @@
 * :mod:`~momok.models.baselines.transae`: ``transae`` (TransAE, Wang et al. 2019: TransE over the codes of a
   multi-modal autoencoder);
 * :mod:`~momok.models.baselines.vista`: ``vista`` (VISTA, Lee et al. 2023: transformer encoders of entity
-  and relation tokens, a [MASK] decoder).
+  and relation tokens, a [MASK] decoder);
+* :mod:`~momok.models.baselines.otkge`: ``otkge`` (OTKGE, Cao et al. 2022: optimal-transport mapping of the
+  modality features into the structural space, fusion, ComplEx);
+* :mod:`~momok.models.baselines.qeb`: ``qeb`` (QEB of TIVA-KG, Wang et al. 2023: ten TransE energies over
+  structural and multimodal embeddings);
+* :mod:`~momok.models.baselines.vbkgc`: ``vbkgc`` (VBKGC, Zhang and Zhang 2022: structural and fused
+  multimodal embeddings, twins negative sampling).
 """
 
-from momok.models.baselines import adamf, imf, kge, mmkrl, mose, rsme, tbkgc, transae, vista  # noqa: F401  (registration side effects)
+from momok.models.baselines import (  # noqa: F401  (registration side effects)
+    adamf,
+    imf,
+    kge,
+    mmkrl,
+    mose,
+    otkge,
+    qeb,
+    rsme,
+    tbkgc,
+    transae,
+    vbkgc,
+    vista,
+)
