@@ -89,16 +89,10 @@ def write_runs(rows: list[dict], path: Path) -> None:
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-
-
-def _ours(values: list[float]) -> str:
-    mean, std = _mean_std(values)
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+def _mrr_records(path: Path) -> list[dict]:
+    """The rows of a table's CSV that hold one of our MRR values."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [r for r in csv.DictReader(handle) if r["metric"] == "mrr" and r["ours_mean"]]
 
 
 def summary_markdown(tables: Path) -> str:
@@ -106,8 +100,7 @@ def summary_markdown(tables: Path) -> str:
     out = []
     table2 = tables / "table2.csv"
     if table2.exists():
-        with open(table2, newline="", encoding="utf-8") as handle:
-            records = [r for r in csv.DictReader(handle) if r["metric"] == "mrr" and r["ours_mean"]]
+        records = _mrr_records(table2)
         datasets = list(dict.fromkeys(r["dataset"] for r in records))
         out += ["## Table 2: test MRR (× 100), ours (mean ± std over seeds) and the paper's", "",
                 "| model | " + " | ".join(f"{d} ours | {d} paper" for d in datasets) + " |",
@@ -123,8 +116,7 @@ def summary_markdown(tables: Path) -> str:
         out.append("")
     table3 = tables / "table3.csv"
     if table3.exists():
-        with open(table3, newline="", encoding="utf-8") as handle:
-            records = [r for r in csv.DictReader(handle) if r["metric"] == "mrr" and r["ours_mean"]]
+        records = _mrr_records(table3)
         out += ["## Table 3: each ablation's test MRR (× 100) against the full model's", "",
                 "| dataset | variant | ours | full | change | paper | paper full |", "|---|---|---|---|---|---|---|"]
         by_dataset = defaultdict(dict)
