@@ -2,6 +2,7 @@
 measured per-step and per-validation costs.
 
     python benchmarks/paper_budget.py [--steps 1] [--models momok ...] [--datasets MKG-Y ...]
+        [--json budget.json [--resume]] [--class-timeout SECONDS]
 
 1. The run list is the workflow's own: ``snakemake --until run_config all`` (``config/config.yaml``) in a
    scratch directory renders the run config of every training of the DAG (``results/configs/<dataset>/
@@ -22,7 +23,15 @@ measured per-step and per-validation costs.
    early stop (the first validation best, then ``evaluation.patience`` worse ones: every × (patience + 1)
    epochs); plus the final valid + test evaluation.
 5. CPU-days on this machine from the measured times; a GPU estimate from the FLOPs at ``--gpu-tflops``
-   × ``--utilisation``.
+   × ``--utilisation``; totals of the measured classes, then subtotals per dataset for MoMoK and for the
+   baselines.
+
+Each class is measured in a fresh Python process (``--child CONFIG``), which prints its figures and its
+own peak resident memory (``ru_maxrss``) as one JSON line: a class that raises, exits non-zero, is killed
+(e.g. SIGKILL from the out-of-memory killer) or outlives ``--class-timeout`` gives a "not measured" row,
+and the next class is measured. ``--json`` is rewritten (atomically) after every class; ``--resume``
+reads it back and measures only the classes not measured there, so an interrupted run goes on where it
+stopped.
 
 The machine is shared: the load average is printed at the start and the end, and measured times scale
 with it.
@@ -34,6 +43,8 @@ import argparse
 import json
 import math
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,9 +56,12 @@ from types import SimpleNamespace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import momok
 from momok.assembly import AssembledRun, evaluate_model
+from momok.atomic import write_text_atomic
 from momok.config import load_config
 from momok.data.datasets import load_dataset
+from momok.errors import InputError, MomokError, first_line
 from momok.evaluation import FilterIndex
 from momok.models.registry import BuildContext, build_model
 from momok.training import _train_epoch, make_optimisers, training_queries
@@ -58,6 +72,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TABLE1_SIZES = {"KVC16K": (16015, 4, 180190, 22523, 22525)}
 #: NVIDIA H100 SXM, dense TF32 tensor-core rate (the datasheet's 989 TFLOP/s is with 2:4 sparsity)
 H100_TF32_TFLOPS = 494.7
+#: A child prints its figures as one line ``RESULT {json}`` on stdout
+RESULT_PREFIX = "RESULT "
+#: The folder holding the ``momok`` package this script imported: the children import the same one
+MOMOK_ROOT = Path(momok.__file__).resolve().parents[1]
+
+
+def positive(kind):
+    """An argparse type: ``kind(text)``, which must be > 0."""
+    def convert(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    convert.__name__ = f"positive {kind.__name__}"
+    return convert
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,16 +98,26 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder with one benchmark folder per dataset name")
     parser.add_argument("--feature-dims", nargs="+", default=["image=4096", "text=768"],
                         help="width of the random features per modality (default: VGG16 fc7, BERT base)")
-    parser.add_argument("--steps", type=int, default=1, help="timed training steps per cost class")
+    parser.add_argument("--steps", type=positive(int), default=1, help="timed training steps per cost class")
     parser.add_argument("--models", nargs="+", help="only these models (default: every model of the DAG)")
     parser.add_argument("--datasets", nargs="+", help="only these datasets")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=positive(int), default=torch.get_num_threads(),
+                        help="torch threads of each measuring process")
     parser.add_argument("--gpu-tflops", type=float, default=H100_TF32_TFLOPS,
                         help="device rate of the GPU estimate (default: H100 SXM dense TF32)")
     parser.add_argument("--utilisation", type=float, default=0.3,
                         help="share of --gpu-tflops the runs are assumed to reach")
-    parser.add_argument("--json", type=Path, help="also write the per-class figures here")
-    return parser.parse_args(argv)
+    parser.add_argument("--json", type=Path, help="also write the per-class figures here, rewritten "
+                        "(atomically) after every class")
+    parser.add_argument("--resume", action="store_true", help="read --json and measure only the classes not "
+                        "measured there (the others keep their figures, in the rows and the totals)")
+    parser.add_argument("--class-timeout", type=positive(float), metavar="SECONDS",
+                        help="stop a class's measuring process after this long: 'not measured' (default: no limit)")
+    parser.add_argument("--child", type=Path, metavar="CONFIG", help=argparse.SUPPRESS)  # see child_main
+    args = parser.parse_args(argv)
+    if args.resume and args.json is None:
+        parser.error("--resume needs --json PATH (the figures to resume from)")
+    return args
 
 
 def load_average() -> str:
@@ -96,15 +135,22 @@ def render_configs(configfile: Path) -> Path:
     return scratch / "results/configs"
 
 
+def run_of(path: Path) -> dict:
+    """A training from its run config ``<dataset>/<model>/<variant>/seed<seed>.yaml``: dataset, model,
+    variant, seed, its RunConfig and the file's path."""
+    dataset, model, variant = path.parts[-4:-1]
+    return dict(dataset=dataset, model=model, variant=variant, seed=int(path.stem[4:]), config=load_config(path),
+                path=path)
+
+
 def plan(configs: Path, args) -> list[dict]:
-    """One entry per training: dataset, model, variant, seed, its RunConfig."""
+    """One entry per training (:func:`run_of`)."""
     runs = []
     for path in sorted(configs.glob("*/*/*/seed*.yaml")):
-        dataset, model, variant = path.parts[-4:-1]
+        dataset, model = path.parts[-4:-2]
         if (args.models and model not in args.models) or (args.datasets and dataset not in args.datasets):
             continue
-        runs.append(dict(dataset=dataset, model=model, variant=variant, seed=int(path.stem[4:]),
-                         config=load_config(path)))
+        runs.append(run_of(path))
     if not runs:
         raise SystemExit(f"no run configs under {configs} (after --models/--datasets)")
     return runs
@@ -127,7 +173,7 @@ def dataset_of(name: str, data_root: Path):
     if (data_root / name).is_dir():
         return load_dataset(data_root / name)
     if name not in TABLE1_SIZES:
-        raise SystemExit(f"dataset {name} is neither under {data_root} nor in TABLE1_SIZES")
+        raise InputError(data_root / name, f"no such dataset folder, and {name} is not in TABLE1_SIZES")
     entities, relations, *sizes = TABLE1_SIZES[name]
     g = torch.Generator().manual_seed(0)
     splits = [torch.stack([torch.randint(0, entities, (n,), generator=g), torch.randint(0, relations, (n,), generator=g),
@@ -145,11 +191,14 @@ def relation_window(triples: torch.Tensor, count: int) -> torch.Tensor:
     return ordered[start:start + count]
 
 
+def peak_mib() -> float:
+    """This process's peak resident set size so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def note(text: str) -> None:
     """Progress on stderr (with the peak resident memory so far)."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"  [{time.strftime('%H:%M:%S')}] {text} (peak memory {peak:.0f} MiB)", file=sys.stderr, flush=True)
+    print(f"  [{time.strftime('%H:%M:%S')}] {text} (peak memory {peak_mib():.0f} MiB)", file=sys.stderr, flush=True)
 
 
 def measure(run: dict, dataset, dims: dict[str, int], args) -> dict:
@@ -229,11 +278,141 @@ def run_cost(config, m: dict) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+# ------------------------------------------------------------------------------------------ one process a class
+def child_main(args) -> int:
+    """``--child CONFIG``: measure the class of that run config and print the figures, with this process's
+    peak resident memory (``peak_mib``), as one line ``RESULT {json}``; an error is printed the same way
+    (``{"error": "<type>: <first line>"}``) and exits 1."""
     reuse_freed_memory()
     torch.set_num_threads(args.threads)
     dims = {k: int(v) for k, v in (item.split("=", 1) for item in args.feature_dims)}
+    try:
+        run = run_of(args.child)
+        result = measure(run, dataset_of(run["dataset"], args.data_root), dims, args)
+    except Exception as error:  # e.g. MemoryError, torch.OutOfMemoryError: the parent's "not measured" row
+        print(RESULT_PREFIX + json.dumps({"error": f"{type(error).__name__}: {first_line(error, 200)}"}), flush=True)
+        return 1
+    print(RESULT_PREFIX + json.dumps({**result, "peak_mib": peak_mib()}), flush=True)
+    return 0
+
+
+def child_command(run: dict, args) -> list[str]:
+    """The command line measuring ``run``'s class in a fresh process (this interpreter, this script)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--child", str(run["path"]), "--data-root",
+            str(args.data_root), "--feature-dims", *args.feature_dims, "--steps", str(args.steps),
+            "--threads", str(args.threads)]
+
+
+def launch(command: list[str], timeout: float | None) -> dict:
+    """Run a measuring process (stderr passes through: its progress) and return its figures, or
+    ``{"not_measured": reason}``: it outlived ``timeout`` seconds (then it is killed), was killed by a
+    signal, raised, or exited otherwise without figures."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(MOMOK_ROOT), os.environ.get("PYTHONPATH")])))
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"not_measured": f"stopped after --class-timeout {timeout:g} s"}
+    results = [json.loads(line[len(RESULT_PREFIX):]) for line in done.stdout.splitlines()
+               if line.startswith(RESULT_PREFIX)]
+    if done.returncode < 0:
+        number = -done.returncode
+        return {"not_measured": f"killed by signal {number} ({signal_name(number)})"}
+    if results and "error" in results[-1]:
+        return {"not_measured": results[-1]["error"]}
+    if done.returncode != 0 or not results:
+        return {"not_measured": f"exited with status {done.returncode} without figures"}
+    return results[-1]
+
+
+def signal_name(number: int) -> str:
+    """What a signal that ended a child says: SIGKILL is what the kernel's out-of-memory killer sends."""
+    if number == signal.SIGKILL:
+        return "out of memory?"
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+# ------------------------------------------------------------------------------------------ rows and totals
+def class_row(key: str, members: list[dict], measured: dict) -> dict:
+    """A class's JSON row: its key, runs and variants, and the measured figures with the summed cost of
+    its runs, or ``not_measured`` and the reason."""
+    row = dict(class_key=json.loads(key), dataset=members[0]["dataset"], model=members[0]["model"],
+               runs=len(members), variants=sorted({run["variant"] for run in members}))
+    if "not_measured" in measured:
+        return {**row, "not_measured": measured["not_measured"]}
+    costs = [run_cost(run["config"], measured) for run in members]
+    sums = {f"{bound}_{what}": sum(c[bound][field] for c in costs)
+            for bound in ("upper", "lower") for what, field in (("cpu_s", "seconds"), ("flops", "flops"))}
+    return {**row, "measured": measured, "validation_s": costs[0]["validation_s"], **sums}
+
+
+def class_key_of(row: dict) -> str:
+    """The key of a JSON row's class, as :func:`cost_class` writes it."""
+    return json.dumps(row["class_key"], sort_keys=True, default=str)
+
+
+def previous_rows(path: Path) -> list[dict]:
+    """The rows of an earlier ``--json`` (none when the file does not exist yet)."""
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"cannot be resumed from: not readable as JSON ({first_line(error)})") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and "class_key" in row for row in rows):
+        raise InputError(path, "cannot be resumed from: not a paper_budget --json file (a list of rows with "
+                               "a class_key)")
+    return rows
+
+
+def format_row(row: dict, rate: float) -> str:
+    """The printed row of a class (``rate``: the GPU estimate's FLOP/s)."""
+    if "not_measured" in row:
+        return f"{row['dataset']} | {row['model']} | {row['runs']} | not measured: {row['not_measured']}"
+    m = row["measured"]
+    return " | ".join([
+        row["dataset"] + (" (synthetic)" if m["synthetic"] else ""), row["model"], str(row["runs"]),
+        ",".join(row["variants"]), str(m["steps_per_epoch"]), f"{m['step_s']:.2f}", f"{m['step_flops'] / 1e9:.2f}",
+        f"{row['validation_s']:.1f}", f"{row['upper_cpu_s'] / 86400:.1f}", f"{row['lower_cpu_s'] / 86400:.2f}",
+        f"{row['upper_flops'] / rate / 3600:.2f}", f"{m['peak_mib']:.0f}" if "peak_mib" in m else "?"])
+
+
+def print_totals(rows: list[dict], args, rate: float) -> None:
+    """Totals of the measured classes, what was not measured, and subtotals per dataset and group."""
+    measured = [row for row in rows if "measured" in row]
+    for bound in ("upper", "lower"):
+        seconds = sum(row[f"{bound}_cpu_s"] for row in measured)
+        flops = sum(row[f"{bound}_flops"] for row in measured)
+        print(f"total ({bound} bound): {seconds / 86400:.1f} CPU-days here ({seconds / 86400 / 365:.2f} years); "
+              f"{flops / 1e15:.1f} PFLOP -> {flops / rate / 3600:.1f} GPU-hours at {args.gpu_tflops:g} TFLOP/s x "
+              f"{args.utilisation:.0%}")
+    missing = [row for row in rows if "measured" not in row]
+    print(f"# measured {len(measured)} of {len(rows)} cost classes ({sum(row['runs'] for row in measured)} of "
+          f"{sum(row['runs'] for row in rows)} trainings); not measured, left out of the totals: {len(missing)} "
+          f"classes ({sum(row['runs'] for row in missing)} trainings)")
+    print("# subtotals (measured classes)")
+    print(" | ".join(("dataset", "models", "classes", "runs", "not measured runs", "upper CPU-d", "lower CPU-d",
+                      "upper GPU-h", "lower GPU-h")))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], "MoMoK" if row["model"] == "momok" else "baselines"), []).append(row)
+    for (dataset, models), members in sorted(groups.items()):
+        done = [row for row in members if "measured" in row]
+        print(" | ".join([dataset, models, str(len(members)), str(sum(row["runs"] for row in members)),
+                          str(sum(row["runs"] for row in members if "measured" not in row)),
+                          f"{sum(row['upper_cpu_s'] for row in done) / 86400:.1f}",
+                          f"{sum(row['lower_cpu_s'] for row in done) / 86400:.2f}",
+                          f"{sum(row['upper_flops'] for row in done) / rate / 3600:.2f}",
+                          f"{sum(row['lower_flops'] for row in done) / rate / 3600:.2f}"]))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args)
+    earlier = previous_rows(args.json) if args.resume else []  # a bad file fails before any work
     print(f"# paper_budget, {args.threads} threads, torch {torch.__version__}; {load_average()}", flush=True)
     configs = args.configs or render_configs(args.configfile)
     runs = plan(configs, args)
@@ -242,46 +421,35 @@ def main(argv=None) -> int:
         classes.setdefault(cost_class(run), []).append(run)
     print(f"# {len(runs)} trainings from {configs} in {len(classes)} cost classes; "
           f"GPU estimate at {args.gpu_tflops:g} TFLOP/s x {args.utilisation:.0%}", flush=True)
+    done = {class_key_of(row): row["measured"] for row in earlier if "measured" in row}
+    others = [row for row in earlier if class_key_of(row) not in classes]  # kept in --json, not costed here
+    if args.resume:
+        print(f"# resuming from {args.json}: {sum(key in done for key in classes)} of these classes measured "
+              f"there", flush=True)
     header = ("dataset", "model", "runs", "variants", "steps/ep", "step s", "GFLOP/step", "valid s",
-              "upper CPU-d", "lower CPU-d", "upper GPU-h")
+              "upper CPU-d", "lower CPU-d", "upper GPU-h", "peak MiB")
     print(" | ".join(header))
-    datasets: dict[str, object] = {}
-    rows, totals = [], {"upper": [0.0, 0.0], "lower": [0.0, 0.0]}
     rate = args.gpu_tflops * 1e12 * args.utilisation
+    rows = []
     for key, members in classes.items():
-        first = members[0]
-        if first["dataset"] not in datasets:
-            datasets[first["dataset"]] = dataset_of(first["dataset"], args.data_root)
-        try:
-            m = measure(first, datasets[first["dataset"]], dims, args)
-        except (RuntimeError, MemoryError) as error:  # e.g. a step that does not fit in memory here
-            print(f"{first['dataset']} | {first['model']} | {len(members)} | not measured: "
-                  f"{str(error).splitlines()[0][:120]}", flush=True)
-            continue
-        costs = [run_cost(run["config"], m) for run in members]
-        cls = {bound: [sum(c[bound]["seconds"] for c in costs), sum(c[bound]["flops"] for c in costs)]
-               for bound in ("upper", "lower")}
-        for bound in totals:
-            totals[bound][0] += cls[bound][0]
-            totals[bound][1] += cls[bound][1]
-        variants = sorted({run["variant"] for run in members})
-        row = [first["dataset"] + (" (synthetic)" if m["synthetic"] else ""), first["model"], str(len(members)),
-               ",".join(variants), str(m["steps_per_epoch"]), f"{m['step_s']:.2f}", f"{m['step_flops'] / 1e9:.2f}",
-               f"{costs[0]['validation_s']:.1f}", f"{cls['upper'][0] / 86400:.1f}", f"{cls['lower'][0] / 86400:.2f}",
-               f"{cls['upper'][1] / rate / 3600:.2f}"]
-        print(" | ".join(row), flush=True)
-        rows.append(dict(class_key=json.loads(key), runs=len(members), variants=variants, measured=m,
-                         upper_cpu_s=cls["upper"][0], lower_cpu_s=cls["lower"][0],
-                         upper_flops=cls["upper"][1], lower_flops=cls["lower"][1]))
-    for bound, (seconds, flops) in totals.items():
-        print(f"total ({bound} bound): {seconds / 86400:.1f} CPU-days here ({seconds / 86400 / 365:.2f} years); "
-              f"{flops / 1e15:.1f} PFLOP -> {flops / rate / 3600:.1f} GPU-hours at {args.gpu_tflops:g} TFLOP/s x "
-              f"{args.utilisation:.0%}")
+        measured = done.get(key) or launch(child_command(members[0], args), args.class_timeout)
+        rows.append(class_row(key, members, measured))
+        print(format_row(rows[-1], rate), flush=True)
+        if args.json:
+            write_text_atomic(args.json, json.dumps(others + rows, indent=1, default=str))
+    print_totals(rows, args, rate)
     print(f"# finished; {load_average()}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 0
 
 
+def cli(argv=None) -> int:
+    """:func:`main`, with a one-line message for an error the user can act on."""
+    try:
+        return main(argv)
+    except MomokError as error:
+        print(f"paper_budget: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())
