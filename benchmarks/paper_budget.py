@@ -63,6 +63,7 @@ from momok.config import load_config
 from momok.data.datasets import load_dataset
 from momok.errors import InputError, MomokError, first_line
 from momok.evaluation import FilterIndex
+from momok.features.store import FeatureTable
 from momok.models.registry import BuildContext, build_model
 from momok.training import _train_epoch, make_optimisers, training_queries
 from momok.utils import reuse_freed_memory
@@ -206,8 +207,7 @@ def measure(run: dict, dataset, dims: dict[str, int], args) -> dict:
     device = torch.device("cpu")
     E, R = dataset.num_entities, dataset.num_relations
     g = torch.Generator().manual_seed(0)
-    features = {m: SimpleNamespace(features=torch.randn(E, dims[m], generator=g), mask=torch.ones(E, dtype=torch.bool),
-                                   metadata={})
+    features = {m: FeatureTable(torch.randn(E, dims[m], generator=g), torch.ones(E, dtype=torch.bool))
                 for m in config.file_modalities() if config.features.path_of(m) is not None}
     torch.manual_seed(config.seed)
     context = BuildContext(num_entities=E, num_relations=R, features=features,
