@@ -169,3 +169,38 @@ def test_resume_needs_a_paper_budget_json(tmp_path):
         main(["--configs", str(configs), "--json", str(bad), "--resume"])
     with pytest.raises(SystemExit):
         main(["--configs", str(configs), "--resume"])  # no --json: argparse's error
+
+
+def test_matmul_flops_count_products_where_module_hooks_fail():
+    """2·m·n·k per product, also under no_grad for a module that returns its own parameter (a leaf that
+    requires grad: FlopCounterMode's module hooks raise there)."""
+    import torch
+
+    class Table(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(5, 3))
+
+        def forward(self):
+            return self.weight
+
+    table = Table()
+    with torch.no_grad(), paper_budget.MatmulFlops() as counter:
+        table() @ torch.ones(3, 7)
+        torch.ones(2, 4, 5).bmm(torch.ones(2, 5, 6))
+    assert counter.total == 2 * 5 * 3 * 7 + 2 * (2 * 4 * 5 * 6)
+
+
+def test_drop_caches_clears_every_parameter_cache():
+    import torch
+
+    from momok.models.cache import ParameterCache
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2)).eval()
+    model[0].cache = ParameterCache()
+    with torch.no_grad():
+        model[0].cache.get(model[0], "rows", lambda: torch.ones(1))
+        calls = []
+        paper_budget.drop_caches(model)
+        model[0].cache.get(model[0], "rows", lambda: calls.append(1) or torch.ones(1))
+    assert calls == [1]
