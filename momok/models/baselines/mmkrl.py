@@ -55,7 +55,7 @@ are not in the files read); ``λ_ka`` 1 (the reimplementation adds ``L_ka`` unwe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -67,15 +67,17 @@ from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.baselines.options import MarginLossOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions
 
 
 @dataclass
-class MMKRLOptions:
-    """``model:`` options of ``mmkrl``."""
+class MMKRLOptions(MarginLossOptions):
+    """``model:`` options of ``mmkrl``; the loss options and their defaults (the zjukg MMKGC code's for
+    TBKGC) are those of :mod:`momok.models.baselines.options`. MMKRL draws ``uniform`` negatives (the only
+    ``sampler`` accepted)."""
 
     dim: PositiveInt = 100
     """Dimension d of structure, multi-modal and relation embeddings (reimplementation default 100)."""
@@ -93,18 +95,8 @@ class MMKRLOptions:
     (not published in the files read; 0.1 assumed)."""
     loss: Literal["nssa", "margin"] = "margin"
     """Ranking loss over negatives (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: PositiveInt = 128
-    """Negatives per query (as TBKGC in the zjukg code: 128)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """Negative sampler; MMKRL draws ``uniform`` negatives (the only one accepted)."""
-    margin: float = 6.0
-    """γ of the loss (zjukg argument default 6)."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """α of the self-adversarial negative weights (zjukg default 2; 0 = uniform)."""
     train_features: bool = False
     """true: fine-tune the raw feature rows (the reimplementation does); false (default): frozen."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (``B × C × 2d`` entries at once); results do not depend on it."""
 
     def __post_init__(self):
         check_modalities(self.modalities, require_file=False)

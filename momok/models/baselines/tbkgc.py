@@ -45,14 +45,13 @@ AdaMF-MAT scripts use for MKG-Y, not tuned for TBKGC)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momok.bounds import NonNegativeFloat, PositiveInt
+from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.baselines.kge import (
     KGEModel,
@@ -62,17 +61,20 @@ from momok.models.baselines.kge import (
     pykeen_interaction,
 )
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions, check_sampler
+from momok.models.sampling import check_sampler
 
 ENERGIES = ("s", "m", "joint", "sm", "ms")
 
 
 @dataclass
-class TBKGCOptions:
-    """``model:`` options of ``tbkgc``."""
+class TBKGCOptions(PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``tbkgc``; the loss options and their defaults (the zjukg MMKGC code's) are
+    those of :mod:`momok.models.baselines.options`. ``sampler``: ``{name: uniform}`` (default) or
+    ``{name: mans, ...}`` (MANS, whose base model is IKRL's energy; needs image in ``modalities``)."""
 
     dim: PositiveInt = 200
     """Dimension d of the structure embeddings, of the multimodal representation and of relations."""
@@ -89,23 +91,6 @@ class TBKGCOptions:
     """true: fine-tune the raw feature rows, as the official code does (at its learning rate, 2e-5, they
     barely move); false (default): frozen features. With the toy dataset's learning rate 1e-2, fine-tuned
     rows let TBKGC overfit (test MRR 0.142 with features vs 0.152 without; frozen: 0.179)."""
-    loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    """Training loss (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: PositiveInt = 128
-    """Negatives per query for ``margin`` / ``nssa``."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """How negatives are drawn (:mod:`momok.models.sampling`): ``{name: uniform}`` (default) or
-    ``{name: mans, ...}`` (MANS, whose base model is IKRL's energy; needs image in ``modalities``)."""
-    margin: float = 6.0
-    """γ of the loss."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """Self-adversarial weights' α; 0 = uniform (plain TransE margin loss)."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of the penalty on the batch's structure and relation embeddings."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (entries of a ``B × C × d`` tensor); results do not depend on it."""
 
     def __post_init__(self):
         check_modalities(self.modalities)

@@ -44,7 +44,7 @@ the reconstruction loss unweighted). Example config::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -56,15 +56,17 @@ from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, l2_distance_all, pykeen_interaction
 from momok.models.baselines.multimodal import check_modalities
+from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions
 
 
 @dataclass
-class TransAEOptions:
-    """``model:`` options of ``transae``."""
+class TransAEOptions(PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``transae``; the loss options and their defaults (the zjukg MMKGC code's for
+    TBKGC) are those of :mod:`momok.models.baselines.options`. TransAE draws ``uniform`` negatives (the only
+    ``sampler`` accepted)."""
 
     dim: PositiveInt = 100
     """Dimension d of the code (the entity embedding) and of relations (reimplementation default 100)."""
@@ -81,20 +83,6 @@ class TransAEOptions:
     """Weight of the autoencoder's reconstruction error (reimplementation: unweighted, 1)."""
     loss: Literal["nssa", "margin"] = "margin"
     """Ranking loss over negatives (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: PositiveInt = 128
-    """Negatives per query (as TBKGC in the zjukg code: 128)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """Negative sampler; TransAE draws ``uniform`` negatives (the only one accepted)."""
-    margin: float = 6.0
-    """γ of the loss (zjukg argument default 6)."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """α of the self-adversarial negative weights (zjukg default 2; 0 = uniform, TransE's loss)."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of a penalty on the batch's entity rows and relations (0: off)."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (``B × C × d`` entries at once); results do not depend on it."""
 
     def __post_init__(self):
         check_modalities(self.modalities, require_file=False)

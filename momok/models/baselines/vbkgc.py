@@ -53,23 +53,23 @@ self-adversarial α = 2, 128 negatives; MKG-W/MKG-Y scripts: batch 1024, lr 2e-5
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momok.bounds import NonNegativeFloat, PositiveInt
+from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
 from momok.models.baselines.multimodal import check_modalities
+from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
 from momok.models.baselines.qeb import PaddedConcatenation
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions, check_sampler
+from momok.models.sampling import check_sampler
 
 ENERGIES = ("s", "m", "sm", "ms")
 #: (head part, tail part) of each energy term
@@ -79,8 +79,10 @@ INPUT_ORDER = ("image", "text")
 
 
 @dataclass
-class VBKGCOptions:
-    """``model:`` options of ``vbkgc``."""
+class VBKGCOptions(PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``vbkgc``; the loss options and their defaults (the zjukg MMKGC code's for
+    TBKGC/IKRL) are those of :mod:`momok.models.baselines.options`. Twins apply to the ``margin`` and
+    ``nssa`` losses; ``num_negatives`` counts the drawn entities (twins: two negatives each)."""
 
     dim: PositiveInt = 200
     """d of the structural and multimodal entity embeddings and of relations (zjukg MMKGC scripts: 200)."""
@@ -96,22 +98,6 @@ class VBKGCOptions:
     """true: twin negatives (structural and multimodal twin per drawn entity); false: ordinary negatives."""
     train_features: bool = False
     """true: fine-tune the raw feature rows; false (default): frozen (VBKGC's VisualBERT features are fixed)."""
-    loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    """Training loss (:mod:`momok.models.baselines.kge`); twins apply to ``margin`` and ``nssa``."""
-    num_negatives: PositiveInt = 128
-    """Negative entities drawn per query (twins: two negatives each)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """How the negative entities are drawn (:mod:`momok.models.sampling`; default uniform)."""
-    margin: float = 6.0
-    """γ of the loss (zjukg MMKGC default 6)."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """Self-adversarial weights' α (zjukg MMKGC default 2); 0 = uniform."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of the penalty on the batch's structural and relation embeddings."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (entries of a ``B × C × 2d`` tensor); results do not depend on it."""
 
     def __post_init__(self):
         files = check_modalities(self.modalities, require_file=False)
