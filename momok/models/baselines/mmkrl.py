@@ -67,14 +67,14 @@ from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
-from momok.models.baselines.options import MarginLossOptions
+from momok.models.baselines.options import MarginLossOptions, TransEDistanceOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
 
 
 @dataclass
-class MMKRLOptions(MarginLossOptions):
+class MMKRLOptions(TransEDistanceOptions, MarginLossOptions):
     """``model:`` options of ``mmkrl``; the loss options and their defaults (the zjukg MMKGC code's for
     TBKGC) are those of :mod:`momok.models.baselines.options`. MMKRL draws ``uniform`` negatives (the only
     ``sampler`` accepted)."""
@@ -84,10 +84,6 @@ class MMKRLOptions(MarginLossOptions):
     modalities: tuple[str, ...] = MODALITIES
     """``structure`` (required) plus image and/or text feature files; ``[structure]`` alone is the
     structure-only variant (the reconstructed TransE term)."""
-    p: int = 1
-    """Norm of the TransE distances (reimplementation: 1)."""
-    normalize: bool = True
-    """L2-normalise both arguments and the relation inside every distance (reimplementation ``norm_flag``)."""
     alignment_weight: NonNegativeFloat = 1.0
     """λ_ka of the knowledge alignment loss (reimplementation: an unweighted sum, 1)."""
     adversarial_epsilon: NonNegativeFloat = 0.1
@@ -99,9 +95,8 @@ class MMKRLOptions(MarginLossOptions):
     """true: fine-tune the raw feature rows (the reimplementation does); false (default): frozen."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_modalities(self.modalities, require_file=False)
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         if self.sampler.name != "uniform":
             raise ValueError(f"mmkrl draws uniform negatives; sampler {self.sampler.name!r} is not supported")
         if self.dim < 1 or self.num_negatives < 1 or self.chunk_elements < 1:

@@ -4,7 +4,7 @@ Each group is a dataclass mixin; a model's options class inherits the groups it 
 default (with its own docstring) where its paper's setting differs. The defaults here are those of the
 code the MoMoK authors' group ran for its Table 2 numbers of these models (zjukg MMKGC, e.g.
 zjukg/AdaMF-MAT ``mmkgc/module/model/TBKGC.py`` and its MKG-W/MKG-Y scripts, read for facts only):
-``MarginLoss(margin=6, adv_temperature=2)`` and 128 negatives per query.
+``p_norm=1, norm_flag=True``, ``MarginLoss(margin=6, adv_temperature=2)`` and 128 negatives per query.
 The losses themselves are those of :mod:`momok.models.baselines.kge`.
 
 A dataclass lists inherited fields first, in the reverse order of the bases: the fields of these
@@ -52,3 +52,18 @@ class PenaltyOptions:
     regularization_norm: PositiveInt = 2
     """q of the penalty ``‖x‖_q^q``."""
 
+
+
+@dataclass
+class TransEDistanceOptions:
+    """TransE distances ``‖n(a) + n(r) − n(b)‖_p`` (``n`` an L2 normalisation). An options class with this
+    group calls ``super().__post_init__()`` first (it checks ``p``)."""
+
+    p: int = 1
+    """Norm of the TransE distances (zjukg MMKGC ``p_norm``: 1)."""
+    normalize: bool = True
+    """L2-normalise both arguments and the relation inside every distance (zjukg MMKGC ``norm_flag``)."""
+
+    def __post_init__(self):
+        if self.p not in (1, 2):
+            raise ValueError(f"p must be 1 or 2, got {self.p}")

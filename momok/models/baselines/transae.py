@@ -56,14 +56,18 @@ from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, l2_distance_all, pykeen_interaction
 from momok.models.baselines.multimodal import check_modalities
-from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
+from momok.models.baselines.options import (
+    MarginLossOptions,
+    PenaltyOptions,
+    TransEDistanceOptions,
+)
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
 
 
 @dataclass
-class TransAEOptions(PenaltyOptions, MarginLossOptions):
+class TransAEOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
     """``model:`` options of ``transae``; the loss options and their defaults (the zjukg MMKGC code's for
     TBKGC) are those of :mod:`momok.models.baselines.options`. TransAE draws ``uniform`` negatives (the only
     ``sampler`` accepted)."""
@@ -75,8 +79,6 @@ class TransAEOptions(PenaltyOptions, MarginLossOptions):
     modalities: tuple[str, ...] = MODALITIES
     """``structure`` plus image and/or text feature files (the autoencoder's inputs); ``[structure]``
     alone is the structure-only variant, TransE with free entity embeddings."""
-    p: int = 1
-    """Norm of the TransE distance (reimplementation: 1)."""
     normalize: bool = True
     """L2-normalise the entity codes inside the distance (reimplementation ``norm_flag``)."""
     reconstruction_weight: NonNegativeFloat = 1.0
@@ -85,9 +87,8 @@ class TransAEOptions(PenaltyOptions, MarginLossOptions):
     """Ranking loss over negatives (see :mod:`momok.models.baselines.kge`)."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_modalities(self.modalities, require_file=False)
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         if self.sampler.name != "uniform":
             raise ValueError(f"transae draws uniform negatives; sampler {self.sampler.name!r} is not supported")
         if min(self.dim, self.hidden, self.num_negatives, self.chunk_elements) < 1:

@@ -64,7 +64,11 @@ from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
 from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
 from momok.models.baselines.multimodal import check_modalities
-from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
+from momok.models.baselines.options import (
+    MarginLossOptions,
+    PenaltyOptions,
+    TransEDistanceOptions,
+)
 from momok.models.baselines.qeb import PaddedConcatenation
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
@@ -79,17 +83,13 @@ INPUT_ORDER = ("image", "text")
 
 
 @dataclass
-class VBKGCOptions(PenaltyOptions, MarginLossOptions):
+class VBKGCOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
     """``model:`` options of ``vbkgc``; the loss options and their defaults (the zjukg MMKGC code's for
     TBKGC/IKRL) are those of :mod:`momok.models.baselines.options`. Twins apply to the ``margin`` and
     ``nssa`` losses; ``num_negatives`` counts the drawn entities (twins: two negatives each)."""
 
     dim: PositiveInt = 200
     """d of the structural and multimodal entity embeddings and of relations (zjukg MMKGC scripts: 200)."""
-    p: int = 1
-    """Norm of the TransE distances (zjukg TBKGC/IKRL: 1)."""
-    normalize: bool = True
-    """L2-normalise both arguments and the relation inside every distance (zjukg ``norm_flag``)."""
     energies: tuple[str, ...] = ENERGIES
     """Energy terms to sum, a subset of ``[s, m, sm, ms]``; structure-only runs use ``s`` alone."""
     modalities: tuple[str, ...] = MODALITIES
@@ -100,9 +100,8 @@ class VBKGCOptions(PenaltyOptions, MarginLossOptions):
     """true: fine-tune the raw feature rows; false (default): frozen (VBKGC's VisualBERT features are fixed)."""
 
     def __post_init__(self):
+        super().__post_init__()
         files = check_modalities(self.modalities, require_file=False)
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         bad = [e for e in self.energies if e not in ENERGIES]
         if bad or not self.energies:
             raise ValueError(f"energies must be a non-empty subset of {list(ENERGIES)}, got {list(self.energies)}")
