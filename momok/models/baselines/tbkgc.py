@@ -107,6 +107,27 @@ class TBKGCOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
             raise ValueError("adversarial_temperature and regularization must not be negative")
 
 
+#: (head part, tail part) of each energy term
+PAIRS = {"s": ("s", "s"), "m": ("m", "m"), "joint": ("joint", "joint"), "sm": ("s", "m"), "ms": ("m", "s")}
+
+
+def unit(x: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """``n(x) = x / ‖x‖_2`` over the last axis when ``normalize``, else ``x`` itself."""
+    return F.normalize(x, dim=-1) if normalize else x
+
+
+def energy_parts(rows: torch.Tensor, dim: int, normalize: bool, joint: bool = True) -> dict[str, torch.Tensor]:
+    """The energy terms' arguments (head side or tail side) of entity rows ``[e_s ; e_m]``, ``n`` applied:
+    ``s``, ``m`` and (``joint``) ``s + m``; rows of width ``dim`` hold ``e_s`` alone and give ``s`` only."""
+    if rows.shape[-1] == dim:
+        return {"s": unit(rows, normalize)}
+    s, m = rows.split(dim, dim=-1)
+    parts = {"s": unit(s, normalize), "m": unit(m, normalize)}
+    if joint:
+        parts["joint"] = unit(s + m, normalize)
+    return parts
+
+
 def split_dims(dim: int, parts: int) -> list[int]:
     """``dim`` coordinates shared among ``parts`` blocks, the first block taking the remainder."""
     base = dim // parts
@@ -154,19 +175,14 @@ class TBKGC(KGEModel):
         return [self.entity[heads], self.relation[relations], self.entity[tails]]
 
     def _parts(self, rows):
-        """(head-side or tail-side) normalised vectors of each energy term's argument."""
-        s, m = rows.split(self.options.dim, dim=-1)
-        n = (lambda x: F.normalize(x, dim=-1)) if self.options.normalize else (lambda x: x)
-        return {"s": n(s), "m": n(m), "joint": n(s + m)}
-
-    _PAIRS = {"s": ("s", "s"), "m": ("m", "m"), "joint": ("joint", "joint"), "sm": ("s", "m"), "ms": ("m", "s")}
+        return energy_parts(rows, self.options.dim, self.options.normalize)
 
     def _relation(self, r):
-        return F.normalize(r, dim=-1) if self.options.normalize else r
+        return unit(r, self.options.normalize)
 
     def interact(self, h, r, t):
         hp, tp, r = self._parts(h), self._parts(t), self._relation(r)
-        return sum(self.interaction(hp[a], r, tp[b]) for a, b in (self._PAIRS[e] for e in self.options.energies))
+        return sum(self.interaction(hp[a], r, tp[b]) for a, b in (PAIRS[e] for e in self.options.energies))
 
     def prefers_cross_modal(self, heads, relations, candidates):
         """MANS-A: ``d(h_m, t_s) + d(h_s, t_m) < d(h_s, t_s) + d(h_m, t_m)`` for candidate tails ``[B, n]``."""
@@ -180,7 +196,7 @@ class TBKGC(KGEModel):
     def score_all_rows(self, h, r, table):
         hp, tp, r = self._parts(h), self._parts(table), self._relation(r)
         total = 0
-        for a, b in (self._PAIRS[e] for e in self.options.energies):
+        for a, b in (PAIRS[e] for e in self.options.energies):
             if self.options.p == 2:
                 total = total - l2_distance_all(hp[a] + r, tp[b])
             elif self.options.p == 1:

@@ -56,7 +56,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from momok.bounds import PositiveInt
@@ -70,14 +69,14 @@ from momok.models.baselines.options import (
     TransEDistanceOptions,
 )
 from momok.models.baselines.qeb import PaddedConcatenation
+from momok.models.baselines.tbkgc import PAIRS, energy_parts, unit
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
 from momok.models.sampling import check_sampler
 
+#: the terms of TBKGC's energy (:data:`momok.models.baselines.tbkgc.PAIRS`) that VBKGC sums
 ENERGIES = ("s", "m", "sm", "ms")
-#: (head part, tail part) of each energy term
-PAIRS = {"s": ("s", "s"), "m": ("m", "m"), "sm": ("s", "m"), "ms": ("m", "s")}
 #: concatenation order of the fused feature vector
 INPUT_ORDER = ("image", "text")
 
@@ -153,20 +152,15 @@ class VBKGC(KGEModel):
     def penalty_rows(self, heads, relations, tails):
         return [self.entity[heads], self.relation[relations], self.entity[tails]]
 
-    def _parts(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        n = (lambda x: F.normalize(x, dim=-1)) if self.options.normalize else (lambda x: x)
-        d = self.options.dim
-        parts = {"s": n(rows[..., :d])}
-        if rows.shape[-1] > d:
-            parts["m"] = n(rows[..., d:])
-        return parts
-
     def interact(self, h, r, t):
-        hp, tp = self._parts(h), self._parts(t)
-        r = F.normalize(r, dim=-1) if self.options.normalize else r
-        p = self.options.p
-        return -sum(torch.linalg.vector_norm(hp[a] + r - tp[b], ord=p, dim=-1)
-                    for a, b in (PAIRS[e] for e in self.options.energies))
+        """``−Σ ‖n(a) + n(r) − n(b)‖_p`` over the energy terms, with TBKGC's arguments (``energy_parts``);
+        the norm is taken directly (PyKEEN's interaction, TBKGC's, adds the three vectors in an order that
+        depends on their shapes, which can change the last bits of a score)."""
+        o = self.options
+        hp, tp = (energy_parts(x, o.dim, o.normalize, joint=False) for x in (h, t))
+        r = unit(r, o.normalize)
+        return -sum(torch.linalg.vector_norm(hp[a] + r - tp[b], ord=o.p, dim=-1)
+                    for a, b in (PAIRS[e] for e in o.energies))
 
     # -- training
     def twin_rows(self, answers: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
