@@ -65,7 +65,7 @@ from torch import nn
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
+from momok.models.baselines.kge import KGEModel, ranking_loss
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
 from momok.models.baselines.options import MarginLossOptions, TransEDistanceOptions
 from momok.models.cache import ParameterCache
@@ -187,8 +187,7 @@ class MMKRL(KGEModel):
     def _ranking_loss(self, h_rows, r_rows, candidate_rows) -> torch.Tensor:
         o = self.options
         scores = self.interact(h_rows.unsqueeze(1), r_rows.unsqueeze(1), candidate_rows)
-        fn = nssa_loss if o.loss == "nssa" else margin_loss
-        return fn(scores[:, 0], scores[:, 1:], o.margin, o.adversarial_temperature)
+        return ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
 
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.options

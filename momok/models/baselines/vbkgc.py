@@ -61,7 +61,7 @@ from torch import nn
 from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
+from momok.models.baselines.kge import KGEModel, ranking_loss
 from momok.models.baselines.multimodal import check_modalities
 from momok.models.baselines.options import (
     MarginLossOptions,
@@ -179,8 +179,7 @@ class VBKGC(KGEModel):
         drawn = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives, model=self)
         rows = torch.cat([self._rows(batch.tails).unsqueeze(1), self.twin_rows(batch.tails, drawn.entities)], dim=1)
         scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
-        fn = nssa_loss if o.loss == "nssa" else margin_loss
-        main = fn(scores[:, 0], scores[:, 1:], o.margin, o.adversarial_temperature)
+        main = ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
         parts, total = {o.loss: float(main.detach())}, main
         if o.regularization > 0:
             penalty = sum(x.abs().pow(o.regularization_norm).sum(-1).mean()
