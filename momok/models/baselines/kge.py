@@ -432,12 +432,18 @@ class KGEModel(LinkPredictor):
         if sampler_loss is not None:
             total = total + sampler_loss
             parts["sampler"] = float(sampler_loss.detach())
+        return self.add_penalty(total, parts, batch), parts
+
+    def add_penalty(self, total: torch.Tensor, parts: dict[str, float], batch: TrainBatch) -> torch.Tensor:
+        """``total + λ · Σ_x mean_batch ‖x‖_q^q`` over the batch's :meth:`penalty_rows` when ``regularization``
+        λ > 0 (the penalty recorded in ``parts``), else ``total``."""
+        o = self.options
         if o.regularization > 0:
             penalty = sum(x.abs().pow(o.regularization_norm).sum(-1).mean()
                           for x in self.penalty_rows(batch.heads, batch.relations, batch.tails))
             total = total + o.regularization * penalty
             parts["regularization"] = float(penalty.detach())
-        return total, parts
+        return total
 
 
 def _xavier(shape, generator) -> nn.Parameter:

@@ -180,13 +180,8 @@ class VBKGC(KGEModel):
         rows = torch.cat([self._rows(batch.tails).unsqueeze(1), self.twin_rows(batch.tails, drawn.entities)], dim=1)
         scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
         main = ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
-        parts, total = {o.loss: float(main.detach())}, main
-        if o.regularization > 0:
-            penalty = sum(x.abs().pow(o.regularization_norm).sum(-1).mean()
-                          for x in self.penalty_rows(batch.heads, batch.relations, batch.tails))
-            total = total + o.regularization * penalty
-            parts["regularization"] = float(penalty.detach())
-        return total, parts
+        parts = {o.loss: float(main.detach())}
+        return self.add_penalty(main, parts, batch), parts
 
 
 @register("vbkgc", VBKGCOptions)
