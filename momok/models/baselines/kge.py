@@ -529,6 +529,17 @@ class ComplEx(KGEModel):
         return q.real @ table.real.T + q.imag @ table.imag.T
 
 
+class CachedEntityRows:
+    """``entity_rows`` for a :class:`KGEModel` that computes entity rows in ``_rows(ids)`` (``ids`` ``None``:
+    every entity) and holds a :class:`~momok.models.cache.ParameterCache` as ``_cache``: the table of every
+    entity is kept across evaluation batches while the parameters stay unchanged."""
+
+    def entity_rows(self, ids):
+        if ids is None:
+            return self._cache.get(self, "entities", lambda: self._rows(None))
+        return self._rows(ids)
+
+
 class RotationScoring:
     """RotatE's scoring hooks for a :class:`KGEModel` with a ``phase`` table, an ``entity`` table and
     ``options.p`` (shared by RotatE and AdaMF, whose score function is RotatE's)."""

@@ -65,7 +65,7 @@ from torch import nn
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, ranking_loss
+from momok.models.baselines.kge import CachedEntityRows, KGEModel, ranking_loss
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
 from momok.models.baselines.options import MarginLossOptions, TransEDistanceOptions
 from momok.models.cache import ParameterCache
@@ -116,7 +116,7 @@ def _linear(dim: int, generator, bias: bool = False) -> nn.Linear:
     return layer
 
 
-class MMKRL(KGEModel):
+class MMKRL(CachedEntityRows, KGEModel):
     """Entity rows are ``[e ; m]`` (width 2d, ``m`` = 0 in the structure-only variant); relation rows
     the raw ``r`` (module docstring)."""
 
@@ -144,11 +144,6 @@ class MMKRL(KGEModel):
     def _rows(self, ids):
         structure = self.entity if ids is None else self.entity[ids]
         return torch.cat([structure, self.multimodal_rows(ids)], dim=-1)
-
-    def entity_rows(self, ids):
-        if ids is None:
-            return self._cache.get(self, "entities", lambda: self._rows(None))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         return self.relation[ids]

@@ -61,7 +61,7 @@ from torch import nn
 
 from momok.bounds import Fraction, NonNegativeFloat, PositiveInt
 from momok.modalities import FILE_MODALITIES, MODALITIES
-from momok.models.baselines.kge import KGEModel
+from momok.models.baselines.kge import CachedEntityRows, KGEModel
 from momok.models.baselines.multimodal import check_modalities
 from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
 from momok.models.cache import ParameterCache
@@ -176,7 +176,7 @@ def translation_energy(a: torch.Tensor, rel: torch.Tensor, c: torch.Tensor) -> t
     return (a + rel - c).abs().sum(-1)
 
 
-class QEB(KGEModel):
+class QEB(CachedEntityRows, KGEModel):
     """Entity rows ``[h_s ; h_m]``, relation rows ``[r_s ; r_m]`` (width 2d); score ``−E`` (module docstring)."""
 
     def __init__(self, options: QEBOptions, context: BuildContext):
@@ -203,7 +203,9 @@ class QEB(KGEModel):
         return self.dropout(torch.tanh(layer(x)))
 
     # -- representations
-    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+    def _rows(self, ids: torch.Tensor | None) -> torch.Tensor:
+        if ids is None:
+            ids = torch.arange(self.num_entities, device=self.entity.device)
         # each distinct entity once (negatives repeat entities; raw rows are wide)
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
         parts = [self._map(self.structure_map, self.entity[unique])]
@@ -211,12 +213,6 @@ class QEB(KGEModel):
             parts.append(self._map(self.multimodal_map, self.inputs(unique)))
         rows = torch.cat(parts, dim=-1)
         return rows[inverse].reshape(*ids.shape, rows.shape[-1])
-
-    def entity_rows(self, ids):
-        if ids is None:
-            every = torch.arange(self.num_entities, device=self.entity.device)
-            return self._cache.get(self, "entities", lambda: self._rows(every))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         parts = [self._map(self.structure_map, self.relation[ids])]

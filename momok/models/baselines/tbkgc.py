@@ -54,6 +54,7 @@ from torch import nn
 from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.baselines.kge import (
+    CachedEntityRows,
     KGEModel,
     chunked_scores,
     l1_distance_all,
@@ -134,7 +135,7 @@ def split_dims(dim: int, parts: int) -> list[int]:
     return [base + dim - base * parts] + [base] * (parts - 1)
 
 
-class TBKGC(KGEModel):
+class TBKGC(CachedEntityRows, KGEModel):
     """Entity representation rows are ``[e_s ; e_m]`` (width 2d); the score is ``-E`` (module docstring)."""
 
     def __init__(self, options: TBKGCOptions, context: BuildContext):
@@ -158,11 +159,6 @@ class TBKGC(KGEModel):
 
     def entity_rows_with_image(self, ids, image_ids):
         return torch.cat([self.entity[ids], self.multimodal_rows(ids, image_ids)], dim=-1)
-
-    def entity_rows(self, ids):
-        if ids is None:
-            return self._cache.get(self, "entities", lambda: self._rows(None))
-        return self._rows(ids)
 
     def _rows(self, ids):
         structure = self.entity if ids is None else self.entity[ids]

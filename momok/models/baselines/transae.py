@@ -54,7 +54,12 @@ from torch import nn
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, l2_distance_all, pykeen_interaction
+from momok.models.baselines.kge import (
+    CachedEntityRows,
+    KGEModel,
+    l2_distance_all,
+    pykeen_interaction,
+)
 from momok.models.baselines.multimodal import check_modalities
 from momok.models.baselines.options import (
     MarginLossOptions,
@@ -116,7 +121,7 @@ class AutoEncoder(nn.Module):
         return {m: self.decoders[m](h) for m, h in zip(self.modalities, hidden)}
 
 
-class TransAE(KGEModel):
+class TransAE(CachedEntityRows, KGEModel):
     """TransE over autoencoder codes of the entities' feature rows (module docstring)."""
 
     def __init__(self, options: TransAEOptions, context: BuildContext):
@@ -163,11 +168,6 @@ class TransAE(KGEModel):
     def _rows(self, ids):
         z = self.codes(ids)
         return F.normalize(z, dim=-1) if self.options.normalize else z
-
-    def entity_rows(self, ids):
-        if ids is None:
-            return self._cache.get(self, "entities", lambda: self._rows(None))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         return self.relation[ids]

@@ -61,7 +61,7 @@ from torch import nn
 from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, ranking_loss
+from momok.models.baselines.kge import CachedEntityRows, KGEModel, ranking_loss
 from momok.models.baselines.multimodal import check_modalities
 from momok.models.baselines.options import (
     MarginLossOptions,
@@ -111,7 +111,7 @@ class VBKGCOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
         check_sampler(self.sampler, ("structure",))  # no image part of its own for MANS to swap
 
 
-class VBKGC(KGEModel):
+class VBKGC(CachedEntityRows, KGEModel):
     """Entity rows ``[e_s ; e_m]`` (width 2d, or d structure-only); score ``−E`` (module docstring)."""
 
     def __init__(self, options: VBKGCOptions, context: BuildContext):
@@ -132,19 +132,15 @@ class VBKGC(KGEModel):
         """``e_m = P x`` of entity ``ids``."""
         return self.projection(self.inputs(ids))
 
-    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+    def _rows(self, ids: torch.Tensor | None) -> torch.Tensor:
+        if ids is None:
+            ids = torch.arange(self.num_entities, device=self.entity.device)
         if not self.file_modalities:
             return self.entity[ids]
         # each distinct entity once (negatives repeat entities; raw rows are wide)
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
         rows = torch.cat([self.entity[unique], self.multimodal_rows(unique)], dim=-1)
         return rows[inverse].reshape(*ids.shape, rows.shape[-1])
-
-    def entity_rows(self, ids):
-        if ids is None:
-            every = torch.arange(self.num_entities, device=self.entity.device)
-            return self._cache.get(self, "entities", lambda: self._rows(every))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         return self.relation[ids]
