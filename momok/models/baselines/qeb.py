@@ -66,7 +66,7 @@ from momok.models.baselines.multimodal import check_modalities
 from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
-from momok.models.inputs import feature_rows, register_features
+from momok.models.inputs import feature_rows, register_features, table_copy
 from momok.models.registry import BuildContext, register
 from momok.models.sampling import check_sampler
 
@@ -148,10 +148,7 @@ class PaddedConcatenation(nn.Module):
             self.has_table[m] = table is not None
             width = 1 if table is None else table.features.shape[1]
             if table is not None:
-                if table.features.shape[0] != num_entities:
-                    raise ValueError(f"{m} features have {table.features.shape[0]} rows for {num_entities} entities")
-                register_features(self, m, table.features.detach().float().clone(),
-                                  table.mask.detach().bool().clone(), trainable=train_features)
+                register_features(self, m, *table_copy(table, m, num_entities), trainable=train_features)
             self.padding[m] = nn.Parameter((uniform(width, 1.0, generator) + 1) / 2)  # U[0, 1) as official
 
     @property

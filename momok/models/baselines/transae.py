@@ -68,6 +68,7 @@ from momok.models.baselines.options import (
 )
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
+from momok.models.inputs import table_copy
 from momok.models.registry import BuildContext, register
 
 
@@ -137,11 +138,8 @@ class TransAE(CachedEntityRows, KGEModel):
                 if table is None:  # absent file: one zero column, every entity "lacks" the modality
                     rows, mask = torch.zeros(context.num_entities, 1), torch.zeros(context.num_entities, dtype=torch.bool)
                 else:
-                    if table.features.shape[0] != context.num_entities:
-                        raise ValueError(f"{m} features have {table.features.shape[0]} rows for "
-                                         f"{context.num_entities} entities")
-                    mask = table.mask.detach().bool().clone()
-                    rows = F.normalize(table.features.detach().float(), dim=-1) * mask.unsqueeze(1)
+                    rows, mask = table_copy(table, m, context.num_entities)
+                    rows = F.normalize(rows, dim=-1) * mask.unsqueeze(1)
                 self.register_buffer(f"rows_{m}", rows)
                 self.register_buffer(f"mask_{m}", mask)
                 in_dims[m] = rows.shape[1]
