@@ -51,6 +51,15 @@ def by_hand(fn, heads, relations):
     return torch.tensor([[float(fn(int(h), int(r), t)) for t in range(E)] for h, r in zip(heads, relations)])
 
 
+def loss_with_uniform_draw(model, batch: TrainBatch, count: int, seed: int = 0):
+    """``(loss, parts, negatives)``: ``model.loss(batch)`` with the global RNG seeded, and the ``[B, count]``
+    entities a uniform sampler draws from that seed (what the loss saw, redrawn)."""
+    torch.manual_seed(seed)
+    loss, parts = model.loss(batch)
+    torch.manual_seed(seed)
+    return loss, parts, torch.randint(0, model.num_entities, (len(batch.heads), count))
+
+
 # ---------------------------------------------------------------------------------------------- registry
 
 

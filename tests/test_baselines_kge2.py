@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("pykeen")
 
 from baseline_runs import mrr_with_ablation, random_mrr  # noqa: E402
+from test_baselines import by_hand, loss_with_uniform_draw  # noqa: E402
 
 from momok.features.store import FeatureTable  # noqa: E402
 from momok.models.base import TrainBatch  # noqa: E402
@@ -43,10 +44,6 @@ def build(name, feats=None, **options):
 
 def queries():
     return torch.tensor([0, 3, 6, 2]), torch.tensor([1, 4, 0, 5])
-
-
-def by_hand(fn, heads, relations):
-    return torch.tensor([[float(fn(int(h), int(r), t)) for t in range(E)] for h, r in zip(heads, relations)])
 
 
 def l1(v):
@@ -206,10 +203,7 @@ def test_qeb_loss_is_the_margin_loss_with_one_corrupted_tail():
     model = build("qeb", feats, dim=4, structure_dim=3)
     heads, relations = queries()
     tails = torch.tensor([1, 2, 3, 4])
-    torch.manual_seed(3)
-    loss, _ = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(3)
-    negatives = torch.randint(0, E, (4, 1))  # the uniform sampler's draw
+    loss, _, negatives = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 1, seed=3)
     with torch.no_grad():
         scores = model.scores(heads, relations)["score"]
     expected = sum(max(0.0, 10.0 - float(scores[b, tails[b]]) + float(scores[b, negatives[b, 0]]))
@@ -258,10 +252,7 @@ def test_vbkgc_twins_replace_one_embedding_of_the_answer_at_a_time():
     ents, rel = vbkgc_parts(model, feats), model.relation.detach()
     heads, relations = queries()
     tails = torch.tensor([1, 2, 3, 4])
-    torch.manual_seed(4)
-    loss, _ = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(4)
-    drawn = torch.randint(0, E, (4, 2))
+    loss, _, drawn = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 2, seed=4)
 
     def energy(h, r, t_s, t_m):
         hs, hm = ents[h]

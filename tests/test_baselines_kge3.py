@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("pykeen")
 
 from baseline_runs import mrr_with_ablation, random_mrr  # noqa: E402
-from test_baselines import E, by_hand, feature_table, queries  # noqa: E402
+from test_baselines import E, by_hand, feature_table, loss_with_uniform_draw, queries  # noqa: E402
 from test_baselines import build as _build  # noqa: E402
 
 from momok.models.base import TrainBatch  # noqa: E402
@@ -182,10 +182,7 @@ def test_mmkrl_loss_is_ranking_plus_alignment_plus_adversarial_ranking():
                   adversarial_temperature=1.0)
     heads, relations = queries()
     tails = (heads + 1) % E
-    torch.manual_seed(0)
-    loss, parts = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(0)
-    negatives = torch.randint(0, E, (len(heads), 4))
+    loss, parts, negatives = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 4)
     m, score, alignment = mmkrl_reference(model, features)
     candidates = torch.cat([tails.unsqueeze(1), negatives], dim=1).tolist()
 
@@ -277,10 +274,7 @@ def test_transae_loss_is_margin_plus_reconstruction_of_present_modalities():
                   reconstruction_weight=0.7)
     heads, relations = queries()
     tails = (heads + 1) % E
-    torch.manual_seed(0)
-    loss, parts = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(0)
-    negatives = torch.randint(0, E, (len(heads), 3))
+    loss, parts, negatives = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 3)
     ae = model.autoencoder
     with torch.no_grad():
         z = [transae_code(model, features, e) for e in range(E)]
