@@ -53,7 +53,6 @@ class PenaltyOptions:
     """q of the penalty ``‖x‖_q^q``."""
 
 
-
 @dataclass
 class TransEDistanceOptions:
     """TransE distances ``‖n(a) + n(r) − n(b)‖_p`` (``n`` an L2 normalisation). An options class with this
