@@ -82,3 +82,20 @@ def offline_weights() -> tuple[Path, Path]:
             pytest.skip(f"{name} is not installed")
         folders.append(Path(spec.origin).parent)
     return folders[0] / "weights" / "mobilenet_v2-b0353104.pth", folders[1] / "model"
+
+
+@pytest.fixture(scope="module")
+def toy_with_features(tmp_path_factory):
+    """A 300-entity toy with image (MobileNetV2, offline weights) and text (all-MiniLM-L6-v2) features:
+    ``(root, {"image": path, "text": path})``. Skips the calling test when a weights package is missing."""
+    from momok.data.toy import make_toy
+    from momok.features.image import extract_image_features
+    from momok.features.text import extract_text_features
+
+    weights, text_model = offline_weights()
+    folder = tmp_path_factory.mktemp("toy_features")
+    root = make_toy(folder / "toy", 0, entities=300, triples=3000, max_images=1)
+    extract_image_features(root, folder / "image.safetensors", encoder="mobilenet_v2", weights=str(weights),
+                           device="cpu", progress=False)
+    extract_text_features(root, folder / "text.safetensors", model=str(text_model), device="cpu", progress=False)
+    return root, {"image": str(folder / "image.safetensors"), "text": str(folder / "text.safetensors")}

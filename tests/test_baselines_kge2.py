@@ -10,7 +10,8 @@ import torch
 
 pytest.importorskip("pykeen")
 
-from test_baselines import random_mrr, test_mrr, toy_with_features, train_on  # noqa: E402,F401  (fixture)
+from baseline_runs import mrr_with_ablation, random_mrr  # noqa: E402
+from test_baselines import by_hand, loss_with_uniform_draw  # noqa: E402
 
 from momok.features.store import FeatureTable  # noqa: E402
 from momok.models.base import TrainBatch  # noqa: E402
@@ -43,10 +44,6 @@ def build(name, feats=None, **options):
 
 def queries():
     return torch.tensor([0, 3, 6, 2]), torch.tensor([1, 4, 0, 5])
-
-
-def by_hand(fn, heads, relations):
-    return torch.tensor([[float(fn(int(h), int(r), t)) for t in range(E)] for h, r in zip(heads, relations)])
 
 
 def l1(v):
@@ -206,10 +203,7 @@ def test_qeb_loss_is_the_margin_loss_with_one_corrupted_tail():
     model = build("qeb", feats, dim=4, structure_dim=3)
     heads, relations = queries()
     tails = torch.tensor([1, 2, 3, 4])
-    torch.manual_seed(3)
-    loss, _ = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(3)
-    negatives = torch.randint(0, E, (4, 1))  # the uniform sampler's draw
+    loss, _, negatives = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 1, seed=3)
     with torch.no_grad():
         scores = model.scores(heads, relations)["score"]
     expected = sum(max(0.0, 10.0 - float(scores[b, tails[b]]) + float(scores[b, negatives[b, 0]]))
@@ -258,10 +252,7 @@ def test_vbkgc_twins_replace_one_embedding_of_the_answer_at_a_time():
     ents, rel = vbkgc_parts(model, feats), model.relation.detach()
     heads, relations = queries()
     tails = torch.tensor([1, 2, 3, 4])
-    torch.manual_seed(4)
-    loss, _ = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(4)
-    drawn = torch.randint(0, E, (4, 2))
+    loss, _, drawn = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 2, seed=4)
 
     def energy(h, r, t_s, t_m):
         hs, hm = ents[h]
@@ -290,40 +281,31 @@ def test_vbkgc_twins_replace_one_embedding_of_the_answer_at_a_time():
 
 
 @pytest.mark.slow
-def test_otkge_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):  # noqa: F811
+def test_otkge_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):
     # The paper claims the transported modalities help over the structural embeddings (ComplEx).
     # Measured on this toy (20 epochs, seed 0; 20 Sinkhorn iterations instead of 1000 to fit a test
     # budget): test MRR 0.1697 with features, 0.0928 structure only (random 0.0209).
-    root, features = toy_with_features
     model = {"name": "otkge", "dim": 16, "sinkhorn_iterations": 20}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=20, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]}, epochs=20))
-    print(f"otkge: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=20)
     assert full > 3 * random_mrr(300)
     assert full > structure_only + 0.03, (full, structure_only)
 
 
 @pytest.mark.slow
-def test_qeb_beats_random(toy_with_features, tmp_path):  # noqa: F811
+def test_qeb_beats_random(toy_with_features, tmp_path):
     # Measured on this toy (12 epochs, seed 0): test MRR 0.0491 with features, 0.0508 structure only
     # (random 0.0209); the paper's gain of the modalities does not show here, so it is not asserted.
-    root, features = toy_with_features
     model = {"name": "qeb", "dim": 16, "structure_dim": 16, "num_negatives": 16}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=12, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]}, epochs=12))
-    print(f"qeb: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=12)
     assert full > 2 * random_mrr(300)
     assert structure_only > 2 * random_mrr(300)
 
 
 @pytest.mark.slow
-def test_vbkgc_beats_random(toy_with_features, tmp_path):  # noqa: F811
+def test_vbkgc_beats_random(toy_with_features, tmp_path):
     # Measured on this toy (12 epochs, seed 0): test MRR 0.0302 with features and twins, 0.0257 for the
     # structure-only variant (TransE with the zjukg defaults γ 6, α 2); random 0.0209. Both are weak on
     # this toy, so only the full model's margin over random is asserted (1.3x).
-    root, features = toy_with_features
     model = {"name": "vbkgc", "dim": 16, "num_negatives": 16}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=12, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]}, epochs=12))
-    print(f"vbkgc: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=12)
     assert full > 1.3 * random_mrr(300), full

@@ -10,12 +10,12 @@ import torch
 
 pytest.importorskip("pykeen")
 
+from baseline_runs import mrr_with_ablation, random_mrr  # noqa: E402
+from test_baselines import E, by_hand, feature_table, loss_with_uniform_draw, queries  # noqa: E402
+from test_baselines import build as _build  # noqa: E402
+
 from momok.models.base import TrainBatch  # noqa: E402
 from momok.models.registry import get_model, model_names  # noqa: E402
-from test_baselines import (  # noqa: E402,F401  (toy_with_features is a fixture)
-    E, by_hand, feature_table, queries, random_mrr, test_mrr, toy_with_features, train_on,
-)
-from test_baselines import build as _build  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -106,13 +106,9 @@ def test_rsme_loss_is_cross_entropy_of_the_full_score_plus_n3():
 
 
 @pytest.mark.slow
-def test_rsme_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):  # noqa: F811
-    root, features = toy_with_features
+def test_rsme_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):
     model = {"name": "rsme", "dim": 16}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=20, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
-                                       epochs=20))
-    print(f"rsme: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=20)
     assert full > 2 * random_mrr(300)
     assert full > structure_only + 0.01, (full, structure_only)
 
@@ -186,10 +182,7 @@ def test_mmkrl_loss_is_ranking_plus_alignment_plus_adversarial_ranking():
                   adversarial_temperature=1.0)
     heads, relations = queries()
     tails = (heads + 1) % E
-    torch.manual_seed(0)
-    loss, parts = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(0)
-    negatives = torch.randint(0, E, (len(heads), 4))
+    loss, parts, negatives = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 4)
     m, score, alignment = mmkrl_reference(model, features)
     candidates = torch.cat([tails.unsqueeze(1), negatives], dim=1).tolist()
 
@@ -228,17 +221,13 @@ def test_mmkrl_rejects_other_samplers():
 
 
 @pytest.mark.slow
-def test_mmkrl_beats_random_with_and_without_modalities(toy_with_features, tmp_path):  # noqa: F811
+def test_mmkrl_beats_random_with_and_without_modalities(toy_with_features, tmp_path):
     # Measured on this toy (5 epochs, seed 0): test MRR 0.052 with features, 0.059 for the structure-only
     # variant and 0.066 for the full model with placeholders only (no feature files); with p = 2: 0.066,
     # 0.073, 0.063. The paper's gain of the modalities does not show on this toy within a test-sized
     # budget, so it is not asserted.
-    root, features = toy_with_features
     model = {"name": "mmkrl", "dim": 32, "num_negatives": 32}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=5, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
-                                       epochs=5))
-    print(f"mmkrl: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=5)
     assert full > 2 * random_mrr(300)
     assert structure_only > 2 * random_mrr(300)
 
@@ -285,10 +274,7 @@ def test_transae_loss_is_margin_plus_reconstruction_of_present_modalities():
                   reconstruction_weight=0.7)
     heads, relations = queries()
     tails = (heads + 1) % E
-    torch.manual_seed(0)
-    loss, parts = model.loss(TrainBatch(heads, relations, tails))
-    torch.manual_seed(0)
-    negatives = torch.randint(0, E, (len(heads), 3))
+    loss, parts, negatives = loss_with_uniform_draw(model, TrainBatch(heads, relations, tails), 3)
     ae = model.autoencoder
     with torch.no_grad():
         z = [transae_code(model, features, e) for e in range(E)]
@@ -318,15 +304,11 @@ def test_transae_loss_is_margin_plus_reconstruction_of_present_modalities():
 
 
 @pytest.mark.slow
-def test_transae_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):  # noqa: F811
+def test_transae_beats_random_and_its_structure_only_variant(toy_with_features, tmp_path):
     # Measured on this toy (seed 0): 5 epochs 0.056 test MRR with features vs 0.038 structure only
     # (TransE); 10 epochs 0.059 vs 0.043.
-    root, features = toy_with_features
     model = {"name": "transae", "dim": 32, "num_negatives": 32}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=5, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
-                                       epochs=5))
-    print(f"transae: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=5)
     assert full > 2 * random_mrr(300)
     assert full > structure_only + 0.01, (full, structure_only)
 
@@ -391,15 +373,11 @@ def test_vista_loss_is_smoothed_cross_entropy_and_structure_only_variant_scores(
 
 
 @pytest.mark.slow
-def test_vista_beats_random_with_and_without_modalities(toy_with_features, tmp_path):  # noqa: F811
+def test_vista_beats_random_with_and_without_modalities(toy_with_features, tmp_path):
     # Measured on this toy (seed 0, dim 32, 4 heads, FFN 64): 5 epochs at lr 0.01 0.066 test MRR with
     # features vs 0.061 structure only; 10 epochs at lr 0.003 0.069 vs 0.061. The gap is within what run
     # noise could give, so only beating random is asserted.
-    root, features = toy_with_features
     model = {"name": "vista", "dim": 32, "num_heads": 4, "ffn_dim": 64}
-    full = test_mrr(train_on(root, tmp_path / "full", model, epochs=5, features=features))
-    structure_only = test_mrr(train_on(root, tmp_path / "structure", {**model, "modalities": ["structure"]},
-                                       epochs=5))
-    print(f"vista: test MRR {full:.4f}, structure only {structure_only:.4f} (random {random_mrr(300):.4f})")
+    full, structure_only = mrr_with_ablation(toy_with_features, tmp_path, model, epochs=5)
     assert full > 2 * random_mrr(300)
     assert structure_only > 2 * random_mrr(300)

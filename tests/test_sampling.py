@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_baselines import toy_with_features  # noqa: F401  (fixture)
 
 from momok.errors import ConfigError
 from momok.features.store import FeatureTable, base_metadata, save_features
@@ -247,12 +246,12 @@ def test_ikrl_with_mans_resumes_like_an_uninterrupted_run(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_ikrl_with_mans_learns_the_toy_graph(toy_with_features, tmp_path):  # noqa: F811
+def test_ikrl_with_mans_learns_the_toy_graph(toy_with_features, tmp_path):
     # Measured on this toy (seed 0, 30 epochs, test MRR; random ranking 0.021): uniform negatives 0.053,
     # MANS two-stage (100 visual steps) 0.053, adaptive 0.051, hybrid (β = 0.5) 0.045; visual only
     # 0.024 (20 epochs: visual negatives alone never contrast two entities' structure embeddings).
     # MANS does not beat the uniform sampler here, so only learning is asserted.
-    from test_baselines import random_mrr, test_mrr, train_on
+    from baseline_runs import random_mrr, test_mrr, train_on
 
     root, features = toy_with_features
     image = {"image": features["image"]}

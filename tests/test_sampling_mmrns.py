@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_baselines import toy_with_features  # noqa: F401  (fixture)
 from test_sampling import write_image_file
 
 from momok.features.store import FeatureTable
@@ -268,12 +267,12 @@ def test_transe_with_mmrns_resumes_like_an_uninterrupted_run(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_rotate_with_mmrns_learns_the_toy_graph(toy_with_features, tmp_path):  # noqa: F811
+def test_rotate_with_mmrns_learns_the_toy_graph(toy_with_features, tmp_path):
     # Measured on this toy (seed 0, 15 epochs, 16 negatives, test MRR; random ranking 0.021): RotatE with
     # MMRNS (pool 100) 0.052, with its structure channel only (no feature files) 0.076, with the uniform
     # sampler 0.069. MMRNS does not beat the uniform sampler here, so only learning is asserted. (About a
     # minute on one free core: the sampler's per-step work dwarfs the toy scorer's.)
-    from test_baselines import random_mrr, test_mrr, train_on
+    from baseline_runs import random_mrr, test_mrr, train_on
 
     root, features = toy_with_features
     model = {"name": "rotate", "dim": 16, "margin": 4.0, "num_negatives": 16,

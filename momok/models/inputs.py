@@ -12,6 +12,14 @@ import torch
 from torch import nn
 
 
+def table_copy(table, modality: str, num_entities: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A detached float copy of a feature table's rows ``[E, D]`` and a bool copy of its mask ``[E]``;
+    ValueError when the table does not have one row per entity."""
+    if table.features.shape[0] != num_entities:
+        raise ValueError(f"{modality} features have {table.features.shape[0]} rows for {num_entities} entities")
+    return table.features.detach().float().clone(), table.mask.detach().bool().clone()
+
+
 def register_features(module: nn.Module, key: str, rows: torch.Tensor, mask: torch.Tensor, *,
                       trainable: bool) -> None:
     """Register ``rows`` as ``raw_<key>`` (parameter when ``trainable``, else buffer) and ``mask`` as

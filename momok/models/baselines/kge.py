@@ -305,6 +305,12 @@ def margin_loss(positive: torch.Tensor, negative: torch.Tensor, margin: float, t
     return (weights * F.relu(margin - positive.unsqueeze(1) + negative)).sum(-1).mean()
 
 
+def ranking_loss(loss: str, scores: torch.Tensor, margin: float, temperature: float) -> torch.Tensor:
+    """The ``nssa`` or ``margin`` loss of candidate scores ``[B, 1 + k]``, the positive in column 0."""
+    fn = nssa_loss if loss == "nssa" else margin_loss
+    return fn(scores[:, 0], scores[:, 1:], margin, temperature)
+
+
 def _negative_weights(negative: torch.Tensor, temperature: float) -> torch.Tensor:
     if temperature == 0:
         return torch.full_like(negative, 1.0 / negative.shape[-1])
@@ -418,22 +424,26 @@ class KGEModel(LinkPredictor):
                 keep = torch.where(negatives.image_only, batch.tails.unsqueeze(1), negatives.entities)
                 rows = self.entity_rows_with_image(torch.cat([batch.tails.unsqueeze(1), keep], dim=1), candidates)
             scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
-            positive, negative = scores[:, 0], scores[:, 1:]
-            fn = nssa_loss if o.loss == "nssa" else margin_loss
-            main = fn(positive, negative, o.margin, o.adversarial_temperature)
+            main = ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
             if negatives.loss is not None:
-                sampler_loss = negatives.loss(_negative_weights(negative.detach(), o.adversarial_temperature))
+                sampler_loss = negatives.loss(_negative_weights(scores[:, 1:].detach(), o.adversarial_temperature))
         parts = {o.loss: float(main.detach())}
         total = main
         if sampler_loss is not None:
             total = total + sampler_loss
             parts["sampler"] = float(sampler_loss.detach())
+        return self.add_penalty(total, parts, batch), parts
+
+    def add_penalty(self, total: torch.Tensor, parts: dict[str, float], batch: TrainBatch) -> torch.Tensor:
+        """``total + λ · Σ_x mean_batch ‖x‖_q^q`` over the batch's :meth:`penalty_rows` when ``regularization``
+        λ > 0 (the penalty recorded in ``parts``), else ``total``."""
+        o = self.options
         if o.regularization > 0:
             penalty = sum(x.abs().pow(o.regularization_norm).sum(-1).mean()
                           for x in self.penalty_rows(batch.heads, batch.relations, batch.tails))
             total = total + o.regularization * penalty
             parts["regularization"] = float(penalty.detach())
-        return total, parts
+        return total
 
 
 def _xavier(shape, generator) -> nn.Parameter:
@@ -517,6 +527,17 @@ class ComplEx(KGEModel):
     def score_all_rows(self, h, r, table):
         q = h * r
         return q.real @ table.real.T + q.imag @ table.imag.T
+
+
+class CachedEntityRows:
+    """``entity_rows`` for a :class:`KGEModel` that computes entity rows in ``_rows(ids)`` (``ids`` ``None``:
+    every entity) and holds a :class:`~momok.models.cache.ParameterCache` as ``_cache``: the table of every
+    entity is kept across evaluation batches while the parameters stay unchanged."""
+
+    def entity_rows(self, ids):
+        if ids is None:
+            return self._cache.get(self, "entities", lambda: self._rows(None))
+        return self._rows(ids)
 
 
 class RotationScoring:

@@ -55,7 +55,7 @@ are not in the files read); ``λ_ka`` 1 (the reimplementation adds ``L_ka`` unwe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -65,27 +65,25 @@ from torch import nn
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
+from momok.models.baselines.kge import CachedEntityRows, KGEModel, ranking_loss
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.baselines.options import MarginLossOptions, TransEDistanceOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions
 
 
 @dataclass
-class MMKRLOptions:
-    """``model:`` options of ``mmkrl``."""
+class MMKRLOptions(TransEDistanceOptions, MarginLossOptions):
+    """``model:`` options of ``mmkrl``; the loss options and their defaults (the zjukg MMKGC code's for
+    TBKGC) are those of :mod:`momok.models.baselines.options`. MMKRL draws ``uniform`` negatives (the only
+    ``sampler`` accepted)."""
 
     dim: PositiveInt = 100
     """Dimension d of structure, multi-modal and relation embeddings (reimplementation default 100)."""
     modalities: tuple[str, ...] = MODALITIES
     """``structure`` (required) plus image and/or text feature files; ``[structure]`` alone is the
     structure-only variant (the reconstructed TransE term)."""
-    p: int = 1
-    """Norm of the TransE distances (reimplementation: 1)."""
-    normalize: bool = True
-    """L2-normalise both arguments and the relation inside every distance (reimplementation ``norm_flag``)."""
     alignment_weight: NonNegativeFloat = 1.0
     """λ_ka of the knowledge alignment loss (reimplementation: an unweighted sum, 1)."""
     adversarial_epsilon: NonNegativeFloat = 0.1
@@ -93,23 +91,12 @@ class MMKRLOptions:
     (not published in the files read; 0.1 assumed)."""
     loss: Literal["nssa", "margin"] = "margin"
     """Ranking loss over negatives (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: PositiveInt = 128
-    """Negatives per query (as TBKGC in the zjukg code: 128)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """Negative sampler; MMKRL draws ``uniform`` negatives (the only one accepted)."""
-    margin: float = 6.0
-    """γ of the loss (zjukg argument default 6)."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """α of the self-adversarial negative weights (zjukg default 2; 0 = uniform)."""
     train_features: bool = False
     """true: fine-tune the raw feature rows (the reimplementation does); false (default): frozen."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (``B × C × 2d`` entries at once); results do not depend on it."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_modalities(self.modalities, require_file=False)
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         if self.sampler.name != "uniform":
             raise ValueError(f"mmkrl draws uniform negatives; sampler {self.sampler.name!r} is not supported")
         if self.dim < 1 or self.num_negatives < 1 or self.chunk_elements < 1:
@@ -129,7 +116,7 @@ def _linear(dim: int, generator, bias: bool = False) -> nn.Linear:
     return layer
 
 
-class MMKRL(KGEModel):
+class MMKRL(CachedEntityRows, KGEModel):
     """Entity rows are ``[e ; m]`` (width 2d, ``m`` = 0 in the structure-only variant); relation rows
     the raw ``r`` (module docstring)."""
 
@@ -157,11 +144,6 @@ class MMKRL(KGEModel):
     def _rows(self, ids):
         structure = self.entity if ids is None else self.entity[ids]
         return torch.cat([structure, self.multimodal_rows(ids)], dim=-1)
-
-    def entity_rows(self, ids):
-        if ids is None:
-            return self._cache.get(self, "entities", lambda: self._rows(None))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         return self.relation[ids]
@@ -200,8 +182,7 @@ class MMKRL(KGEModel):
     def _ranking_loss(self, h_rows, r_rows, candidate_rows) -> torch.Tensor:
         o = self.options
         scores = self.interact(h_rows.unsqueeze(1), r_rows.unsqueeze(1), candidate_rows)
-        fn = nssa_loss if o.loss == "nssa" else margin_loss
-        return fn(scores[:, 0], scores[:, 1:], o.margin, o.adversarial_temperature)
+        return ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
 
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.options

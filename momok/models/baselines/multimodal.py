@@ -21,7 +21,12 @@ from torch import nn
 
 from momok.modalities import FILE_MODALITIES, MODALITIES
 from momok.models.init import uniform, uniform_linear
-from momok.models.inputs import feature_rows, register_features, with_placeholder
+from momok.models.inputs import (
+    feature_rows,
+    register_features,
+    table_copy,
+    with_placeholder,
+)
 
 
 def check_modalities(modalities, *, require_file: bool = True) -> list[str]:
@@ -59,10 +64,8 @@ class ModalityInputs(nn.Module):
             self.has_table[m] = table is not None
             if table is None:
                 continue
-            if table.features.shape[0] != num_entities:
-                raise ValueError(f"{m} features have {table.features.shape[0]} rows for {num_entities} entities")
-            rows = table.features.detach().float().clone()
-            register_features(self, m, rows, table.mask.detach().bool().clone(), trainable=train_features)
+            rows, mask = table_copy(table, m, num_entities)
+            register_features(self, m, rows, mask, trainable=train_features)
             self.projections[m] = uniform_linear(rows.shape[1], out, generator)
 
     def forward(self, m: str, ids: torch.Tensor | None) -> torch.Tensor:

@@ -72,7 +72,12 @@ from momok.models.baselines.mose import complex_query, moduli
 from momok.models.baselines.multimodal import check_modalities
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
-from momok.models.inputs import feature_rows, register_features, with_placeholder
+from momok.models.inputs import (
+    feature_rows,
+    register_features,
+    table_copy,
+    with_placeholder,
+)
 from momok.models.registry import BuildContext, register
 
 _EPS = 1e-16
@@ -167,12 +172,9 @@ class OTKGE(LinkPredictor):
             self.has_table[m] = table is not None
             if table is None:
                 continue
-            if table.features.shape[0] != context.num_entities:
-                raise ValueError(f"{m} features have {table.features.shape[0]} rows for {context.num_entities} entities")
-            rows = table.features.detach().float().clone()
+            rows, mask = table_copy(table, m, context.num_entities)
             if o.normalize_features:
                 rows = F.normalize(rows, dim=-1)
-            mask = table.mask.detach().bool().clone()
             register_features(self, m, rows, mask, trainable=o.train_features)
             self.register_buffer(f"samples_{m}", torch.nonzero(mask).flatten()[:o.ot_samples], persistent=False)
             bound = math.sqrt(6.0 / (rows.shape[1] + width))  # official xavier_uniform

@@ -54,21 +54,21 @@ KVC16K are published. Example config::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from momok.bounds import Fraction, NonNegativeFloat, PositiveInt
 from momok.modalities import FILE_MODALITIES, MODALITIES
-from momok.models.baselines.kge import KGEModel
+from momok.models.baselines.kge import CachedEntityRows, KGEModel
 from momok.models.baselines.multimodal import check_modalities
+from momok.models.baselines.options import MarginLossOptions, PenaltyOptions
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
-from momok.models.inputs import feature_rows, register_features
+from momok.models.inputs import feature_rows, register_features, table_copy
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions, check_sampler
+from momok.models.sampling import check_sampler
 
 #: (head part, relation part, tail part) of every energy term; "c" is the sum of the s and m parts
 TERMS = {
@@ -89,8 +89,9 @@ def allowed_terms(has_files: bool, relation_multimodal: bool) -> tuple[str, ...]
 
 
 @dataclass
-class QEBOptions:
-    """``model:`` options of ``qeb``."""
+class QEBOptions(PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``qeb``; the loss options are those of :mod:`momok.models.baselines.options`
+    (the official loss is ``margin``, without a penalty), with the official number of negatives, γ and α."""
 
     dim: PositiveInt = 100
     """d, the translation space (official ``mapping_size`` 100)."""
@@ -107,22 +108,12 @@ class QEBOptions:
     """Dropout on every mapped vector (official ``dropout_ratio`` 0)."""
     train_features: bool = False
     """true: fine-tune the raw feature rows; false (default): frozen, as the official fixed features."""
-    loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    """Training loss (:mod:`momok.models.baselines.kge`); the official one is ``margin``."""
     num_negatives: PositiveInt = 1
     """Corrupted triples per positive (official: one)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """How negatives are drawn (:mod:`momok.models.sampling`; default uniform)."""
     margin: float = 10.0
     """γ (official ``margin`` 10)."""
     adversarial_temperature: NonNegativeFloat = 0.0
     """Self-adversarial α; 0 (official): uniform weights."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of a penalty on the batch's structural vectors (official: none)."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (entries of a ``B × C × 2d`` tensor); results do not depend on it."""
 
     def __post_init__(self):
         files = check_modalities(self.modalities, require_file=False)
@@ -157,10 +148,7 @@ class PaddedConcatenation(nn.Module):
             self.has_table[m] = table is not None
             width = 1 if table is None else table.features.shape[1]
             if table is not None:
-                if table.features.shape[0] != num_entities:
-                    raise ValueError(f"{m} features have {table.features.shape[0]} rows for {num_entities} entities")
-                register_features(self, m, table.features.detach().float().clone(),
-                                  table.mask.detach().bool().clone(), trainable=train_features)
+                register_features(self, m, *table_copy(table, m, num_entities), trainable=train_features)
             self.padding[m] = nn.Parameter((uniform(width, 1.0, generator) + 1) / 2)  # U[0, 1) as official
 
     @property
@@ -185,7 +173,7 @@ def translation_energy(a: torch.Tensor, rel: torch.Tensor, c: torch.Tensor) -> t
     return (a + rel - c).abs().sum(-1)
 
 
-class QEB(KGEModel):
+class QEB(CachedEntityRows, KGEModel):
     """Entity rows ``[h_s ; h_m]``, relation rows ``[r_s ; r_m]`` (width 2d); score ``−E`` (module docstring)."""
 
     def __init__(self, options: QEBOptions, context: BuildContext):
@@ -212,7 +200,9 @@ class QEB(KGEModel):
         return self.dropout(torch.tanh(layer(x)))
 
     # -- representations
-    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+    def _rows(self, ids: torch.Tensor | None) -> torch.Tensor:
+        if ids is None:
+            ids = torch.arange(self.num_entities, device=self.entity.device)
         # each distinct entity once (negatives repeat entities; raw rows are wide)
         unique, inverse = torch.unique(ids.reshape(-1), return_inverse=True)
         parts = [self._map(self.structure_map, self.entity[unique])]
@@ -220,12 +210,6 @@ class QEB(KGEModel):
             parts.append(self._map(self.multimodal_map, self.inputs(unique)))
         rows = torch.cat(parts, dim=-1)
         return rows[inverse].reshape(*ids.shape, rows.shape[-1])
-
-    def entity_rows(self, ids):
-        if ids is None:
-            every = torch.arange(self.num_entities, device=self.entity.device)
-            return self._cache.get(self, "entities", lambda: self._rows(every))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         parts = [self._map(self.structure_map, self.relation[ids])]

@@ -45,16 +45,16 @@ AdaMF-MAT scripts use for MKG-Y, not tuned for TBKGC)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momok.bounds import NonNegativeFloat, PositiveInt
+from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.baselines.kge import (
+    CachedEntityRows,
     KGEModel,
     chunked_scores,
     l1_distance_all,
@@ -62,24 +62,27 @@ from momok.models.baselines.kge import (
     pykeen_interaction,
 )
 from momok.models.baselines.multimodal import ModalityInputs, check_modalities
+from momok.models.baselines.options import (
+    MarginLossOptions,
+    PenaltyOptions,
+    TransEDistanceOptions,
+)
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions, check_sampler
+from momok.models.sampling import check_sampler
 
 ENERGIES = ("s", "m", "joint", "sm", "ms")
 
 
 @dataclass
-class TBKGCOptions:
-    """``model:`` options of ``tbkgc``."""
+class TBKGCOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``tbkgc``; the loss options and their defaults (the zjukg MMKGC code's) are
+    those of :mod:`momok.models.baselines.options`. ``sampler``: ``{name: uniform}`` (default) or
+    ``{name: mans, ...}`` (MANS, whose base model is IKRL's energy; needs image in ``modalities``)."""
 
     dim: PositiveInt = 200
     """Dimension d of the structure embeddings, of the multimodal representation and of relations."""
-    p: int = 1
-    """Norm of the TransE distances (the official code: 1)."""
-    normalize: bool = True
-    """L2-normalise both arguments and the relation inside every distance (official ``norm_flag``)."""
     energies: tuple[str, ...] = ENERGIES
     """Which energy terms to sum: ``s`` (h_s, t_s), ``m`` (h_m, t_m), ``joint`` (h_s+h_m, t_s+t_m),
     ``sm`` (h_s, t_m), ``ms`` (h_m, t_s)."""
@@ -89,30 +92,12 @@ class TBKGCOptions:
     """true: fine-tune the raw feature rows, as the official code does (at its learning rate, 2e-5, they
     barely move); false (default): frozen features. With the toy dataset's learning rate 1e-2, fine-tuned
     rows let TBKGC overfit (test MRR 0.142 with features vs 0.152 without; frozen: 0.179)."""
-    loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    """Training loss (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: PositiveInt = 128
-    """Negatives per query for ``margin`` / ``nssa``."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """How negatives are drawn (:mod:`momok.models.sampling`): ``{name: uniform}`` (default) or
-    ``{name: mans, ...}`` (MANS, whose base model is IKRL's energy; needs image in ``modalities``)."""
-    margin: float = 6.0
-    """γ of the loss."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """Self-adversarial weights' α; 0 = uniform (plain TransE margin loss)."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of the penalty on the batch's structure and relation embeddings."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (entries of a ``B × C × d`` tensor); results do not depend on it."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_modalities(self.modalities)
         if self.dim < len(self.modalities) - 1:
             raise ValueError(f"dim {self.dim} is smaller than the number of feature modalities")
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         bad = [e for e in self.energies if e not in ENERGIES]
         if bad or not self.energies:
             raise ValueError(f"energies must be a non-empty subset of {list(ENERGIES)}, got {list(self.energies)}")
@@ -123,13 +108,34 @@ class TBKGCOptions:
             raise ValueError("adversarial_temperature and regularization must not be negative")
 
 
+#: (head part, tail part) of each energy term
+PAIRS = {"s": ("s", "s"), "m": ("m", "m"), "joint": ("joint", "joint"), "sm": ("s", "m"), "ms": ("m", "s")}
+
+
+def unit(x: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """``n(x) = x / ‖x‖_2`` over the last axis when ``normalize``, else ``x`` itself."""
+    return F.normalize(x, dim=-1) if normalize else x
+
+
+def energy_parts(rows: torch.Tensor, dim: int, normalize: bool, joint: bool = True) -> dict[str, torch.Tensor]:
+    """The energy terms' arguments (head side or tail side) of entity rows ``[e_s ; e_m]``, ``n`` applied:
+    ``s``, ``m`` and (``joint``) ``s + m``; rows of width ``dim`` hold ``e_s`` alone and give ``s`` only."""
+    if rows.shape[-1] == dim:
+        return {"s": unit(rows, normalize)}
+    s, m = rows.split(dim, dim=-1)
+    parts = {"s": unit(s, normalize), "m": unit(m, normalize)}
+    if joint:
+        parts["joint"] = unit(s + m, normalize)
+    return parts
+
+
 def split_dims(dim: int, parts: int) -> list[int]:
     """``dim`` coordinates shared among ``parts`` blocks, the first block taking the remainder."""
     base = dim // parts
     return [base + dim - base * parts] + [base] * (parts - 1)
 
 
-class TBKGC(KGEModel):
+class TBKGC(CachedEntityRows, KGEModel):
     """Entity representation rows are ``[e_s ; e_m]`` (width 2d); the score is ``-E`` (module docstring)."""
 
     def __init__(self, options: TBKGCOptions, context: BuildContext):
@@ -154,11 +160,6 @@ class TBKGC(KGEModel):
     def entity_rows_with_image(self, ids, image_ids):
         return torch.cat([self.entity[ids], self.multimodal_rows(ids, image_ids)], dim=-1)
 
-    def entity_rows(self, ids):
-        if ids is None:
-            return self._cache.get(self, "entities", lambda: self._rows(None))
-        return self._rows(ids)
-
     def _rows(self, ids):
         structure = self.entity if ids is None else self.entity[ids]
         return torch.cat([structure, self.multimodal_rows(ids)], dim=-1)
@@ -170,19 +171,14 @@ class TBKGC(KGEModel):
         return [self.entity[heads], self.relation[relations], self.entity[tails]]
 
     def _parts(self, rows):
-        """(head-side or tail-side) normalised vectors of each energy term's argument."""
-        s, m = rows.split(self.options.dim, dim=-1)
-        n = (lambda x: F.normalize(x, dim=-1)) if self.options.normalize else (lambda x: x)
-        return {"s": n(s), "m": n(m), "joint": n(s + m)}
-
-    _PAIRS = {"s": ("s", "s"), "m": ("m", "m"), "joint": ("joint", "joint"), "sm": ("s", "m"), "ms": ("m", "s")}
+        return energy_parts(rows, self.options.dim, self.options.normalize)
 
     def _relation(self, r):
-        return F.normalize(r, dim=-1) if self.options.normalize else r
+        return unit(r, self.options.normalize)
 
     def interact(self, h, r, t):
         hp, tp, r = self._parts(h), self._parts(t), self._relation(r)
-        return sum(self.interaction(hp[a], r, tp[b]) for a, b in (self._PAIRS[e] for e in self.options.energies))
+        return sum(self.interaction(hp[a], r, tp[b]) for a, b in (PAIRS[e] for e in self.options.energies))
 
     def prefers_cross_modal(self, heads, relations, candidates):
         """MANS-A: ``d(h_m, t_s) + d(h_s, t_m) < d(h_s, t_s) + d(h_m, t_m)`` for candidate tails ``[B, n]``."""
@@ -196,7 +192,7 @@ class TBKGC(KGEModel):
     def score_all_rows(self, h, r, table):
         hp, tp, r = self._parts(h), self._parts(table), self._relation(r)
         total = 0
-        for a, b in (self._PAIRS[e] for e in self.options.energies):
+        for a, b in (PAIRS[e] for e in self.options.energies):
             if self.options.p == 2:
                 total = total - l2_distance_all(hp[a] + r, tp[b])
             elif self.options.p == 1:

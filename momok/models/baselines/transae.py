@@ -44,7 +44,7 @@ the reconstruction loss unweighted). Example config::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -54,17 +54,29 @@ from torch import nn
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, l2_distance_all, pykeen_interaction
+from momok.models.baselines.kge import (
+    CachedEntityRows,
+    KGEModel,
+    l2_distance_all,
+    pykeen_interaction,
+)
 from momok.models.baselines.multimodal import check_modalities
+from momok.models.baselines.options import (
+    MarginLossOptions,
+    PenaltyOptions,
+    TransEDistanceOptions,
+)
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
+from momok.models.inputs import table_copy
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions
 
 
 @dataclass
-class TransAEOptions:
-    """``model:`` options of ``transae``."""
+class TransAEOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``transae``; the loss options and their defaults (the zjukg MMKGC code's for
+    TBKGC) are those of :mod:`momok.models.baselines.options`. TransAE draws ``uniform`` negatives (the only
+    ``sampler`` accepted)."""
 
     dim: PositiveInt = 100
     """Dimension d of the code (the entity embedding) and of relations (reimplementation default 100)."""
@@ -73,33 +85,16 @@ class TransAEOptions:
     modalities: tuple[str, ...] = MODALITIES
     """``structure`` plus image and/or text feature files (the autoencoder's inputs); ``[structure]``
     alone is the structure-only variant, TransE with free entity embeddings."""
-    p: int = 1
-    """Norm of the TransE distance (reimplementation: 1)."""
     normalize: bool = True
     """L2-normalise the entity codes inside the distance (reimplementation ``norm_flag``)."""
     reconstruction_weight: NonNegativeFloat = 1.0
     """Weight of the autoencoder's reconstruction error (reimplementation: unweighted, 1)."""
     loss: Literal["nssa", "margin"] = "margin"
     """Ranking loss over negatives (see :mod:`momok.models.baselines.kge`)."""
-    num_negatives: PositiveInt = 128
-    """Negatives per query (as TBKGC in the zjukg code: 128)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """Negative sampler; TransAE draws ``uniform`` negatives (the only one accepted)."""
-    margin: float = 6.0
-    """γ of the loss (zjukg argument default 6)."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """α of the self-adversarial negative weights (zjukg default 2; 0 = uniform, TransE's loss)."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of a penalty on the batch's entity rows and relations (0: off)."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (``B × C × d`` entries at once); results do not depend on it."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_modalities(self.modalities, require_file=False)
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         if self.sampler.name != "uniform":
             raise ValueError(f"transae draws uniform negatives; sampler {self.sampler.name!r} is not supported")
         if min(self.dim, self.hidden, self.num_negatives, self.chunk_elements) < 1:
@@ -127,7 +122,7 @@ class AutoEncoder(nn.Module):
         return {m: self.decoders[m](h) for m, h in zip(self.modalities, hidden)}
 
 
-class TransAE(KGEModel):
+class TransAE(CachedEntityRows, KGEModel):
     """TransE over autoencoder codes of the entities' feature rows (module docstring)."""
 
     def __init__(self, options: TransAEOptions, context: BuildContext):
@@ -143,11 +138,8 @@ class TransAE(KGEModel):
                 if table is None:  # absent file: one zero column, every entity "lacks" the modality
                     rows, mask = torch.zeros(context.num_entities, 1), torch.zeros(context.num_entities, dtype=torch.bool)
                 else:
-                    if table.features.shape[0] != context.num_entities:
-                        raise ValueError(f"{m} features have {table.features.shape[0]} rows for "
-                                         f"{context.num_entities} entities")
-                    mask = table.mask.detach().bool().clone()
-                    rows = F.normalize(table.features.detach().float(), dim=-1) * mask.unsqueeze(1)
+                    rows, mask = table_copy(table, m, context.num_entities)
+                    rows = F.normalize(rows, dim=-1) * mask.unsqueeze(1)
                 self.register_buffer(f"rows_{m}", rows)
                 self.register_buffer(f"mask_{m}", mask)
                 in_dims[m] = rows.shape[1]
@@ -174,11 +166,6 @@ class TransAE(KGEModel):
     def _rows(self, ids):
         z = self.codes(ids)
         return F.normalize(z, dim=-1) if self.options.normalize else z
-
-    def entity_rows(self, ids):
-        if ids is None:
-            return self._cache.get(self, "entities", lambda: self._rows(None))
-        return self._rows(ids)
 
     def relation_rows(self, ids):
         return self.relation[ids]

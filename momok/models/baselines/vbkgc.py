@@ -53,41 +53,42 @@ self-adversarial α = 2, 128 negatives; MKG-W/MKG-Y scripts: batch 1024, lr 2e-5
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from momok.bounds import NonNegativeFloat, PositiveInt
+from momok.bounds import PositiveInt
 from momok.modalities import MODALITIES
 from momok.models.base import TrainBatch
-from momok.models.baselines.kge import KGEModel, margin_loss, nssa_loss
+from momok.models.baselines.kge import CachedEntityRows, KGEModel, ranking_loss
 from momok.models.baselines.multimodal import check_modalities
+from momok.models.baselines.options import (
+    MarginLossOptions,
+    PenaltyOptions,
+    TransEDistanceOptions,
+)
 from momok.models.baselines.qeb import PaddedConcatenation
+from momok.models.baselines.tbkgc import PAIRS, energy_parts, unit
 from momok.models.cache import ParameterCache
 from momok.models.init import uniform, uniform_linear
 from momok.models.registry import BuildContext, register
-from momok.models.sampling import SamplerOptions, check_sampler
+from momok.models.sampling import check_sampler
 
+#: the terms of TBKGC's energy (:data:`momok.models.baselines.tbkgc.PAIRS`) that VBKGC sums
 ENERGIES = ("s", "m", "sm", "ms")
-#: (head part, tail part) of each energy term
-PAIRS = {"s": ("s", "s"), "m": ("m", "m"), "sm": ("s", "m"), "ms": ("m", "s")}
 #: concatenation order of the fused feature vector
 INPUT_ORDER = ("image", "text")
 
 
 @dataclass
-class VBKGCOptions:
-    """``model:`` options of ``vbkgc``."""
+class VBKGCOptions(TransEDistanceOptions, PenaltyOptions, MarginLossOptions):
+    """``model:`` options of ``vbkgc``; the loss options and their defaults (the zjukg MMKGC code's for
+    TBKGC/IKRL) are those of :mod:`momok.models.baselines.options`. Twins apply to the ``margin`` and
+    ``nssa`` losses; ``num_negatives`` counts the drawn entities (twins: two negatives each)."""
 
     dim: PositiveInt = 200
     """d of the structural and multimodal entity embeddings and of relations (zjukg MMKGC scripts: 200)."""
-    p: int = 1
-    """Norm of the TransE distances (zjukg TBKGC/IKRL: 1)."""
-    normalize: bool = True
-    """L2-normalise both arguments and the relation inside every distance (zjukg ``norm_flag``)."""
     energies: tuple[str, ...] = ENERGIES
     """Energy terms to sum, a subset of ``[s, m, sm, ms]``; structure-only runs use ``s`` alone."""
     modalities: tuple[str, ...] = MODALITIES
@@ -96,27 +97,10 @@ class VBKGCOptions:
     """true: twin negatives (structural and multimodal twin per drawn entity); false: ordinary negatives."""
     train_features: bool = False
     """true: fine-tune the raw feature rows; false (default): frozen (VBKGC's VisualBERT features are fixed)."""
-    loss: Literal["softmax_ce", "nssa", "margin"] = "margin"
-    """Training loss (:mod:`momok.models.baselines.kge`); twins apply to ``margin`` and ``nssa``."""
-    num_negatives: PositiveInt = 128
-    """Negative entities drawn per query (twins: two negatives each)."""
-    sampler: SamplerOptions = field(default_factory=SamplerOptions)
-    """How the negative entities are drawn (:mod:`momok.models.sampling`; default uniform)."""
-    margin: float = 6.0
-    """γ of the loss (zjukg MMKGC default 6)."""
-    adversarial_temperature: NonNegativeFloat = 2.0
-    """Self-adversarial weights' α (zjukg MMKGC default 2); 0 = uniform."""
-    regularization: NonNegativeFloat = 0.0
-    """λ of the penalty on the batch's structural and relation embeddings."""
-    regularization_norm: PositiveInt = 2
-    """q of the penalty ``‖x‖_q^q``."""
-    chunk_elements: PositiveInt = 1 << 25
-    """Memory bound of chunked 1-N scoring (entries of a ``B × C × 2d`` tensor); results do not depend on it."""
 
     def __post_init__(self):
+        super().__post_init__()
         files = check_modalities(self.modalities, require_file=False)
-        if self.p not in (1, 2):
-            raise ValueError(f"p must be 1 or 2, got {self.p}")
         bad = [e for e in self.energies if e not in ENERGIES]
         if bad or not self.energies:
             raise ValueError(f"energies must be a non-empty subset of {list(ENERGIES)}, got {list(self.energies)}")
@@ -127,7 +111,7 @@ class VBKGCOptions:
         check_sampler(self.sampler, ("structure",))  # no image part of its own for MANS to swap
 
 
-class VBKGC(KGEModel):
+class VBKGC(CachedEntityRows, KGEModel):
     """Entity rows ``[e_s ; e_m]`` (width 2d, or d structure-only); score ``−E`` (module docstring)."""
 
     def __init__(self, options: VBKGCOptions, context: BuildContext):
@@ -148,7 +132,9 @@ class VBKGC(KGEModel):
         """``e_m = P x`` of entity ``ids``."""
         return self.projection(self.inputs(ids))
 
-    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+    def _rows(self, ids: torch.Tensor | None) -> torch.Tensor:
+        if ids is None:
+            ids = torch.arange(self.num_entities, device=self.entity.device)
         if not self.file_modalities:
             return self.entity[ids]
         # each distinct entity once (negatives repeat entities; raw rows are wide)
@@ -156,32 +142,21 @@ class VBKGC(KGEModel):
         rows = torch.cat([self.entity[unique], self.multimodal_rows(unique)], dim=-1)
         return rows[inverse].reshape(*ids.shape, rows.shape[-1])
 
-    def entity_rows(self, ids):
-        if ids is None:
-            every = torch.arange(self.num_entities, device=self.entity.device)
-            return self._cache.get(self, "entities", lambda: self._rows(every))
-        return self._rows(ids)
-
     def relation_rows(self, ids):
         return self.relation[ids]
 
     def penalty_rows(self, heads, relations, tails):
         return [self.entity[heads], self.relation[relations], self.entity[tails]]
 
-    def _parts(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        n = (lambda x: F.normalize(x, dim=-1)) if self.options.normalize else (lambda x: x)
-        d = self.options.dim
-        parts = {"s": n(rows[..., :d])}
-        if rows.shape[-1] > d:
-            parts["m"] = n(rows[..., d:])
-        return parts
-
     def interact(self, h, r, t):
-        hp, tp = self._parts(h), self._parts(t)
-        r = F.normalize(r, dim=-1) if self.options.normalize else r
-        p = self.options.p
-        return -sum(torch.linalg.vector_norm(hp[a] + r - tp[b], ord=p, dim=-1)
-                    for a, b in (PAIRS[e] for e in self.options.energies))
+        """``−Σ ‖n(a) + n(r) − n(b)‖_p`` over the energy terms, with TBKGC's arguments (``energy_parts``);
+        the norm is taken directly (PyKEEN's interaction, TBKGC's, adds the three vectors in an order that
+        depends on their shapes, which can change the last bits of a score)."""
+        o = self.options
+        hp, tp = (energy_parts(x, o.dim, o.normalize, joint=False) for x in (h, t))
+        r = unit(r, o.normalize)
+        return -sum(torch.linalg.vector_norm(hp[a] + r - tp[b], ord=o.p, dim=-1)
+                    for a, b in (PAIRS[e] for e in o.energies))
 
     # -- training
     def twin_rows(self, answers: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -200,15 +175,9 @@ class VBKGC(KGEModel):
         drawn = self.sampler.sample(batch.heads, batch.relations, batch.tails, o.num_negatives, model=self)
         rows = torch.cat([self._rows(batch.tails).unsqueeze(1), self.twin_rows(batch.tails, drawn.entities)], dim=1)
         scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
-        fn = nssa_loss if o.loss == "nssa" else margin_loss
-        main = fn(scores[:, 0], scores[:, 1:], o.margin, o.adversarial_temperature)
-        parts, total = {o.loss: float(main.detach())}, main
-        if o.regularization > 0:
-            penalty = sum(x.abs().pow(o.regularization_norm).sum(-1).mean()
-                          for x in self.penalty_rows(batch.heads, batch.relations, batch.tails))
-            total = total + o.regularization * penalty
-            parts["regularization"] = float(penalty.detach())
-        return total, parts
+        main = ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
+        parts = {o.loss: float(main.detach())}
+        return self.add_penalty(main, parts, batch), parts
 
 
 @register("vbkgc", VBKGCOptions)

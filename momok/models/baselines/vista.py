@@ -57,7 +57,7 @@ from momok.modalities import MODALITIES
 from momok.models.base import LinkPredictor, TrainBatch
 from momok.models.baselines.multimodal import check_modalities
 from momok.models.cache import ParameterCache
-from momok.models.inputs import feature_rows, register_features
+from momok.models.inputs import feature_rows, register_features, table_copy
 from momok.models.init import uniform
 from momok.models.registry import BuildContext, register
 
@@ -138,10 +138,8 @@ class VISTA(LinkPredictor):
             self.has_table[m] = table is not None
             if table is None:
                 continue
-            if table.features.shape[0] != context.num_entities:
-                raise ValueError(f"{m} features have {table.features.shape[0]} rows for {context.num_entities} entities")
-            rows = table.features.detach().float().clone()
-            register_features(self, m, rows, table.mask.detach().bool().clone(), trainable=o.train_features)
+            rows, mask = table_copy(table, m, context.num_entities)
+            register_features(self, m, rows, mask, trainable=o.train_features)
             projection = nn.Linear(rows.shape[1], d)
             with torch.no_grad():  # xavier weight, zero bias (official init)
                 projection.weight.copy_(_xavier((d, rows.shape[1]), g))
