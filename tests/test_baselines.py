@@ -197,6 +197,38 @@ def test_chunked_scoring_equals_unchunked(name, options):
     torch.testing.assert_close(tiny, full)
 
 
+@pytest.mark.parametrize("name,options", [("rotate", {"p": 1}), ("pairre", {"p": 1}), ("transe", {"p": 1}),
+                                          ("complex", {"regularization": 0.1})])
+def test_chunked_candidate_scoring_in_training_equals_unchunked(name, options):
+    """``candidate_chunk_elements``: the loss and every gradient of a training step with the candidates
+    scored one query at a time (recomputed in the backward pass) equal those of one unchunked batch."""
+    heads, relations = queries(batch=6)
+    batch = TrainBatch(heads, relations, torch.randint(0, E, (6,), generator=torch.Generator().manual_seed(5)))
+
+    def loss_and_grads(limit):
+        model = build(name, dim=4, num_negatives=3, candidate_chunk_elements=limit, **options)
+        chunks = []
+        original = kge.checkpoint
+        kge.checkpoint = lambda *a, **k: chunks.append(1) or original(*a, **k)
+        try:
+            torch.manual_seed(0)
+            loss, _ = model.loss(batch)
+        finally:
+            kge.checkpoint = original
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, len(chunks)
+
+    whole, whole_grads, no_chunks = loss_and_grads(None)
+    chunked, chunked_grads, chunks = loss_and_grads(1)
+    assert no_chunks == 0 and chunks == 6  # one query per chunk
+    torch.testing.assert_close(chunked, whole)
+    assert whole_grads and whole_grads.keys() == chunked_grads.keys()
+    for key in whole_grads:
+        torch.testing.assert_close(chunked_grads[key], whole_grads[key])
+    with pytest.raises(ValueError, match="candidate_chunk_elements"):
+        build(name, dim=4, candidate_chunk_elements=0, **options)
+
+
 def l1_by_broadcast(queries, table):
     return (queries.unsqueeze(1) - table.unsqueeze(0)).abs().sum(-1)
 

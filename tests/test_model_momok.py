@@ -345,6 +345,23 @@ def test_modality_subsets_and_feature_options():
     torch.testing.assert_close(model.raw_v, raw)
 
 
+def test_a_modality_without_feature_file_is_the_placeholder_for_every_entity():
+    """features.allow_missing with no image file (KVC16K): the image input of every entity is the learned
+    placeholder; the model trains (the placeholder gets a gradient) and scores."""
+    heads, relations, tails = _queries()
+    text_only = {"text": _features()["text"]}
+    model = _model(features=text_only)
+    assert "v" not in model.feature_projections and not hasattr(model, "raw_v")
+    inputs = model.modality_inputs(heads)
+    torch.testing.assert_close(inputs["v"], model.placeholders["v"].expand(B, BASE.dim))
+    assert model.modality_inputs()["v"].shape == (E, BASE.dim)
+    loss, _ = model.loss(TrainBatch(heads, relations, tails))
+    loss.backward()
+    assert model.placeholders["v"].grad is not None and model.placeholders["v"].grad.abs().sum() > 0
+    scores = model.eval().scores(heads, relations)
+    assert all(torch.isfinite(v).all() for v in scores.values())
+
+
 def test_diagnostics_are_the_query_side_weights():
     model = _model().eval()
     heads, relations, _ = _queries()
@@ -378,8 +395,6 @@ def test_registry_and_option_validation():
     assert not torch.equal(c.rng.get_state(), a.rng.get_state())
     c.load_state_dict(state_a)
     assert torch.equal(c.rng.get_state(), a.rng.get_state())
-    with pytest.raises(ConfigError, match="features.image"):
-        MoMoK(replace(BASE), E, R, {"text": _features()["text"]})
     with pytest.raises(ConfigError, match="model.modalities"):
         MoMoK(replace(BASE, modalities=["structure", "audio"]), E, R, _features())
     with pytest.raises(ConfigError, match="model.core_dropout"):

@@ -5,6 +5,7 @@ The paper's equations, one line per step of :meth:`MoMoK._forward` and :meth:`Mo
 ``0..2R-1`` (``r + R`` is the inverse of r) and modalities m ∈ {s, v, t}::
 
     x^m_e       structure: a learned table; image/text: P(feature_e), a learned placeholder where missing
+                (for every entity when the modality has no feature file: ``features.allow_missing``)
     h^m_{e,k}   = E_{m,k}(x^m_e)                                 K experts per modality (ReMoKE, experts.py)
     e^m(e, r)   = Σ_k softmax(logits^m_e / τ_r)_k h^m_{e,k}       relation-guided mixture (ReMoKE, Eq. 2)
     e^j, r^j    = Σ_m α_m P_m(e^m),  Σ_m β_m Q_m(r^m)             joint modality j (MuJoD, fusion.py)
@@ -263,11 +264,11 @@ class MoMoK(LinkPredictor):
                 continue
             key = SCORE_KEYS[name]
             table = features.get(name)
-            if table is None:
-                raise ConfigError(f"model.modalities: includes {name!r} but features.{name} is absent")
-            raw, mask = _prepare_features(name, table, o, num_entities)
-            register_features(self, key, raw, mask, trainable=o.finetune_features)
-            self.feature_projections[key] = projection(raw.shape[1], o.dim, o.feature_projection, gen)
+            if table is not None:
+                raw, mask = _prepare_features(name, table, o, num_entities)
+                register_features(self, key, raw, mask, trainable=o.finetune_features)
+                self.feature_projections[key] = projection(raw.shape[1], o.dim, o.feature_projection, gen)
+            # without a feature file (features.allow_missing, e.g. KVC16K's images) every entity gets it
             self.placeholders[key] = nn.Parameter(torch.randn(o.dim, generator=gen) / o.dim**0.5)
 
         # ReMoKE.
@@ -333,6 +334,10 @@ class MoMoK(LinkPredictor):
         for k in self.modality_keys:
             if k == "s":
                 out[k] = self.structure if entities is None else self.structure[entities]
+                continue
+            if k not in self.feature_projections:  # no feature file: the placeholder for every entity
+                shape = (self.num_entities,) if entities is None else tuple(entities.shape)
+                out[k] = self.placeholders[k].expand(*shape, self.options.dim)
                 continue
             raw, mask = feature_rows(self, k, entities)
             out[k] = with_placeholder(self.feature_projections[k](raw), mask, self.placeholders[k])

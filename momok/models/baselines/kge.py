@@ -31,6 +31,10 @@ Negative sampling likewise only corrupts the answer of each (already inverse-aug
 * everything else (L1 distances) goes through the PyKEEN interaction (or, for RotatE p = 1, the
   formula above) on chunks of candidates with at most ``chunk_elements`` entries of ``B × C × d``.
 
+Sampled candidates in training (``B × (1 + k)`` rows) are scored in chunks of queries of at most
+``candidate_chunk_elements`` entries, each recomputed in the backward pass
+(:meth:`KGEModel.score_candidates`), so that RotatE's and PairRE's official sizes fit a small machine.
+
 **Losses** (``loss:``), all on the scores above; the negatives come from the model's sampler
 (``sampler:``, :mod:`momok.models.sampling`; by default uniform among all entities from the global torch
 RNG, seeded and checkpointed by the trainer, so ``--resume`` stays exact):
@@ -78,6 +82,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from momok.bounds import NonNegativeFloat, PositiveInt
 from momok.models.base import LinkPredictor, TrainBatch
@@ -126,6 +131,13 @@ class KGEOptions:
     chunk_elements: PositiveInt = 1 << 25
     """Most entries of a ``B × C × d`` tensor built at once by chunked 1-N scoring (memory bound only;
     results do not depend on it)."""
+    candidate_chunk_elements: PositiveInt | None = 1 << 27
+    """Training with sampled negatives: most entries of the ``B × (1 + k) × width`` candidate rows scored
+    at once (``width``: an entity row's entries, complex ones counted once). A larger batch is scored in
+    chunks of queries, each recomputed in the backward pass (``torch.utils.checkpoint``) instead of
+    keeping its intermediates: RotatE's official ``d = 1000`` with 256 negatives and batch 1024 needs
+    about 2 GiB per such tensor and several of them. Memory bound only (same loss and gradients);
+    null: never chunk."""
     modalities: tuple[str, ...] = ("structure",)
     """Uni-modal: always ``[structure]`` (no feature file is loaded)."""
 
@@ -142,6 +154,8 @@ class KGEOptions:
             raise ValueError("regularization_norm must be at least 1")
         if self.chunk_elements < 1:
             raise ValueError("chunk_elements must be at least 1")
+        if self.candidate_chunk_elements is not None and self.candidate_chunk_elements < 1:
+            raise ValueError("candidate_chunk_elements must be at least 1 or null")
         if tuple(self.modalities) != ("structure",):
             raise ValueError(f"a uni-modal model uses modalities [structure] only, got {list(self.modalities)}")
         check_sampler(self.sampler, self.modalities)
@@ -383,15 +397,31 @@ class KGEModel(LinkPredictor):
     def score_all(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         return self.score_all_rows(self.entity_rows(heads), self.relation_rows(relations), self.entity_rows(None))
 
-    def score_candidates(self, heads: torch.Tensor, relations: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """Scores ``[B, C]`` of the given candidate tails ``[B, C]`` (builds ``B × C × d``)."""
-        return self.score_candidate_rows(heads, relations, self.entity_rows(candidates))
-
     def score_candidate_rows(self, heads: torch.Tensor, relations: torch.Tensor, rows) -> torch.Tensor:
         """Scores ``[B, C]`` of candidate tail representations ``rows`` (``entity_rows`` of ``[B, C]`` ids)."""
         h = _unsqueeze(self.entity_rows(heads), 1)
         r = _unsqueeze(self.relation_rows(relations), 1)
         return self.interact(h, r, rows)
+
+    def score_candidates(self, heads: torch.Tensor, relations: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, C]`` of candidate ids ``[B, C]``; with autograd on and more than
+        ``candidate_chunk_elements`` entries of ``B × C × width`` (:class:`KGEOptions`), chunks of queries,
+        each gathering and scoring its rows again in the backward pass (``torch.utils.checkpoint``, random
+        state replayed), so that only one chunk's ``[b, C, width]`` intermediates exist at a time."""
+        limit = self.options.candidate_chunk_elements if isinstance(self.options, KGEOptions) else None
+
+        def score(h, r, c):
+            return self.score_candidate_rows(h, r, self.entity_rows(c))
+
+        if limit is None or not torch.is_grad_enabled():
+            return score(heads, relations, candidates)
+        width = self.entity_rows(candidates[:1, :1]).numel()
+        step = max(1, limit // max(1, candidates.shape[1] * width))
+        if step >= heads.shape[0]:
+            return score(heads, relations, candidates)
+        return torch.cat([checkpoint(score, heads[i:i + step], relations[i:i + step], candidates[i:i + step],
+                                     use_reentrant=False)
+                          for i in range(0, heads.shape[0], step)])
 
     def scores(self, heads: torch.Tensor, relations: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"score": self.score_all(heads, relations)}
@@ -419,11 +449,14 @@ class KGEModel(LinkPredictor):
                 mixed = negatives.mixing.to(pool_rows.dtype) @ pool_rows
                 rows = torch.cat([self.entity_rows(batch.tails).unsqueeze(1), mixed], dim=1)
             elif negatives.image_only is None:
-                rows = self.entity_rows(candidates)
+                rows = None  # gathered per chunk of queries by score_candidates
             else:  # image-only negatives: the answer's rows with the image part of the drawn entity
                 keep = torch.where(negatives.image_only, batch.tails.unsqueeze(1), negatives.entities)
                 rows = self.entity_rows_with_image(torch.cat([batch.tails.unsqueeze(1), keep], dim=1), candidates)
-            scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
+            if rows is None:
+                scores = self.score_candidates(batch.heads, batch.relations, candidates)
+            else:
+                scores = self.score_candidate_rows(batch.heads, batch.relations, rows)
             main = ranking_loss(o.loss, scores, o.margin, o.adversarial_temperature)
             if negatives.loss is not None:
                 sampler_loss = negatives.loss(_negative_weights(scores[:, 1:].detach(), o.adversarial_temperature))
