@@ -270,14 +270,19 @@ def test_filtering_changes_ranks_when_other_answers_score_higher():
     assert filtered_ranks(scores, torch.tensor([2]), ~known & known).realistic.tolist() == [2.0]
 
 
-def test_dict_valued_score_fn():
+def two_key_scores():
+    """(test triples, filter index, a score_fn giving "joint" and "v", their two score tables)."""
     triples, test = make_graph()
     first, second = score_table(seed=1), score_table(seed=2, levels=9)
-    index = FilterIndex(triples, E, R)
 
     def score_fn(entities, relations):
         return {"joint": first[entities, relations], "v": second[entities, relations]}
 
+    return test, FilterIndex(triples, E, R), score_fn, first, second
+
+
+def test_dict_valued_score_fn():
+    test, index, score_fn, first, second = two_key_scores()
     result = evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, batch_size=6)
     assert list(result) == ["joint", "v"]
     for key, table in (("joint", first), ("v", second)):
@@ -289,13 +294,7 @@ def test_dict_valued_score_fn():
 def test_keys_rank_only_the_chosen_scores():
     """``keys`` (per-epoch validation: the selection key only) gives that key's summary exactly as a full
     evaluation does, and nothing else; a key the score_fn lacks is a clear error."""
-    triples, test = make_graph()
-    first, second = score_table(seed=1), score_table(seed=2, levels=9)
-    index = FilterIndex(triples, E, R)
-
-    def score_fn(entities, relations):
-        return {"joint": first[entities, relations], "v": second[entities, relations]}
-
+    test, index, score_fn, _, _ = two_key_scores()
     everything = evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, batch_size=6)
     chosen = evaluate(score_fn, test, num_entities=E, num_relations=R, filter_index=index, batch_size=6,
                       keys=["joint"])
